@@ -1,0 +1,30 @@
+"""djworker: a managed background-task worker for Django.
+
+Public surface: ``task`` (the decorator), ``Task``, ``AsyncResult`` and ``__version__``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+__all__ = ["AsyncResult", "Task", "__version__", "task"]
+
+if TYPE_CHECKING:
+    from djworker.result import AsyncResult
+    from djworker.task_definition import Task, task
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so importing djworker (e.g. from settings or manage.py) imports neither Django
+    # models nor kombu before they are needed.
+    if name in ("task", "Task"):
+        # The module is not called ``task`` so that ``djworker.task`` stays the decorator.
+        from djworker import task_definition
+
+        return getattr(task_definition, name)
+    if name == "AsyncResult":
+        from djworker.result import AsyncResult
+
+        return AsyncResult
+    raise AttributeError(f"module 'djworker' has no attribute {name!r}")

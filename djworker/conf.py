@@ -1,0 +1,363 @@
+"""Worker configuration: one frozen ``WorkerSettings`` resolved from layered sources.
+
+Precedence, lowest first: code defaults < ``settings.DJWORKER`` < the admin profile (a
+``WorkerConfig`` row) < ``DJWORKER_*`` environment variables < command-line options. Each value
+remembers which layer set it, so the banner and the admin can show it; environment and
+command-line values are *pinned* for the life of the process.
+
+Nothing here reads settings or the environment at import time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from djworker.exceptions import ConfigurationError
+
+DEFAULT = "default"
+SETTINGS = "settings"
+ADMIN = "admin"
+ENV = "env"
+CLI = "cli"
+LAYERS = (DEFAULT, SETTINGS, ADMIN, ENV, CLI)
+PINNING_LAYERS = frozenset({ENV, CLI})
+
+DEFAULT_QUEUE = "default"
+DEFAULT_BROKER_URL = "django://"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class SettingsError(ConfigurationError):
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+# -- value parsers: each names the bad value and what is allowed ------------------------------
+
+
+def parse_positive_int(value: Any, *, name: str) -> int:
+    try:
+        number = int(value)
+        if isinstance(value, float) and number != value:
+            raise ValueError
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1 or isinstance(value, bool):
+        raise ConfigurationError(f"{name} expects a positive integer; got {value!r}")
+    return number
+
+
+def parse_optional_positive_int(value: Any, *, name: str) -> int | None:
+    if value in (None, "", 0, "0"):
+        return None
+    return parse_positive_int(value, name=name)
+
+
+def parse_seconds(value: Any, *, name: str) -> float | None:
+    if value in (None, ""):
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if seconds <= 0 or isinstance(value, bool):
+        raise ConfigurationError(f"{name} expects a positive number of seconds; got {value!r}")
+    return seconds
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMG]i?B?|B)?\s*$", re.IGNORECASE)
+_SIZE_UNITS_KIB = {"": 1, "B": 1 / 1024, "K": 1, "M": 1024, "G": 1024 * 1024}
+
+
+def parse_size_kib(value: Any, *, name: str) -> int | None:
+    """A memory size in KiB: a bare integer is KiB (as in Celery); ``200MB``, ``1.5G`` also work."""
+    if value in (None, "", 0, "0"):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    match = _SIZE.match(str(value))
+    if not match:
+        raise ConfigurationError(
+            f"{name} expects a size: an integer in KiB, or a number with KB/MB/GB; got {value!r}"
+        )
+    number, unit = match.groups()
+    kib = int(float(number) * _SIZE_UNITS_KIB[(unit or "")[:1].upper()])
+    if kib < 1:
+        raise ConfigurationError(f"{name} must be at least 1 KiB; got {value!r}")
+    return kib
+
+
+def parse_autoscale(value: Any, *, name: str = "--autoscale") -> tuple[int, int] | None:
+    """``"1,3"`` or ``"3,1"`` -> ``(1, 3)``: the smaller number is always the minimum."""
+    if value in (None, ""):
+        return None
+    parts = list(value) if isinstance(value, list | tuple) else str(value).split(",")
+    try:
+        numbers = [int(str(p).strip()) for p in parts]
+    except ValueError:
+        numbers = []
+    if len(numbers) != 2 or min(numbers) < 1:
+        raise ConfigurationError(
+            f"{name} expects two positive integers like 1,3 (minimum and maximum, either order); "
+            f"got {value!r}"
+        )
+    return (min(numbers), max(numbers))
+
+
+def parse_queues(value: Any, *, name: str) -> tuple[str, ...]:
+    names = [q.strip() for q in value.split(",")] if isinstance(value, str) else list(value)
+    if not names or any(not isinstance(q, str) or not re.fullmatch(r"[\w.:-]+", q) for q in names):
+        raise ConfigurationError(
+            f"{name} expects comma-separated queue names of letters, digits, '_', '.', ':' or '-';"
+            f" got {value!r}"
+        )
+    return tuple(dict.fromkeys(names))
+
+
+def parse_loglevel(value: Any, *, name: str) -> str:
+    level = str(value).upper()
+    if level not in LOG_LEVELS:
+        raise ConfigurationError(f"{name} expects one of {', '.join(LOG_LEVELS)}; got {value!r}")
+    return level
+
+
+def parse_multiplier(value: Any, *, name: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = -1
+    if number < 0 or isinstance(value, bool):
+        raise ConfigurationError(
+            f"{name} expects a whole number >= 0 (0 means no prefetch limit); got {value!r}"
+        )
+    return number
+
+
+def parse_text(value: Any, *, name: str) -> str:
+    text = str(value).strip()
+    if not text:
+        raise ConfigurationError(f"{name} must not be empty")
+    return text
+
+
+def parse_pool(value: Any, *, name: str) -> str:
+    from djworker.concurrency import POOLS, pool_choices
+
+    pool = parse_text(value, name=name)
+    if pool in POOLS or pool == "custom" or ":" in pool or "." in pool:
+        return pool
+    import difflib
+
+    hint = difflib.get_close_matches(pool, list(POOLS), n=1)
+    did_you_mean = f" Did you mean {hint[0]!r}?" if hint else ""
+    raise ConfigurationError(
+        f"{name}: unknown pool {pool!r}; choose one of {', '.join(pool_choices())}.{did_you_mean}"
+    )
+
+
+# -- the resolved object ---------------------------------------------------------------------
+
+
+def default_hostname() -> str:
+    return f"djworker.{os.getpid()}@{socket.gethostname()}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerSettings:
+    """Everything a running worker needs, resolved once. Units are in the names."""
+
+    pool: str = "threads"
+    concurrency: int | None = None  # None: the pool's default (the CPU count)
+    autoscale: tuple[int, int] | None = None
+    autoscale_keepalive_s: float = 30.0
+    queues: tuple[str, ...] = (DEFAULT_QUEUE,)
+    hostname: str = ""
+    loglevel: str = "INFO"
+    prefetch_multiplier: int = 4
+    max_tasks_per_child: int | None = None
+    max_memory_per_child_kib: int | None = None
+    time_limit_s: float | None = None
+    soft_time_limit_s: float | None = None
+    broker_url: str = DEFAULT_BROKER_URL
+    broker_transport_options: Mapping[str, Any] = field(default_factory=dict)
+    config_name: str = "default"
+    heartbeat_interval_s: float = 5.0
+    control_interval_s: float = 1.0
+    paused: bool = False  # set only by the admin profile: take no new messages
+    # field name -> layer that set it (one of LAYERS)
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def pinned(self) -> dict[str, str]:
+        return {k: v for k, v in self.sources.items() if v in PINNING_LAYERS}
+
+    def initial_pool_size(self, fixed_size: int | None = None) -> int:
+        """The pool size to start with.
+
+        With autoscale, the bounds win: the pool starts at ``--concurrency`` if that lies
+        within them (clamped into them if not), else at the minimum.
+        """
+        if self.autoscale:
+            low, high = self.autoscale
+            return min(max(self.concurrency or low, low), high)
+        return self.concurrency or fixed_size or os.cpu_count() or 1
+
+    def replace(self, **changes: Any) -> WorkerSettings:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One configurable value: where each layer spells it, and how its text is parsed."""
+
+    field: str
+    parse: Callable[..., Any]
+    settings_key: str
+    env_var: str
+    cli_flag: str
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("pool", parse_pool, "POOL", "DJWORKER_POOL", "--pool"),
+    Option(
+        "concurrency",
+        parse_optional_positive_int,
+        "CONCURRENCY",
+        "DJWORKER_CONCURRENCY",
+        "--concurrency",
+    ),
+    Option("autoscale", parse_autoscale, "AUTOSCALE", "DJWORKER_AUTOSCALE", "--autoscale"),
+    Option(
+        "autoscale_keepalive_s",
+        parse_seconds,
+        "AUTOSCALE_KEEPALIVE",
+        "DJWORKER_AUTOSCALE_KEEPALIVE",
+        "--autoscale-keepalive",
+    ),
+    Option("queues", parse_queues, "QUEUES", "DJWORKER_QUEUES", "--queues"),
+    Option("hostname", parse_text, "HOSTNAME", "DJWORKER_HOSTNAME", "--hostname"),
+    Option("loglevel", parse_loglevel, "LOGLEVEL", "DJWORKER_LOGLEVEL", "--loglevel"),
+    Option(
+        "prefetch_multiplier",
+        parse_multiplier,
+        "PREFETCH_MULTIPLIER",
+        "DJWORKER_PREFETCH_MULTIPLIER",
+        "--prefetch-multiplier",
+    ),
+    Option(
+        "max_tasks_per_child",
+        parse_optional_positive_int,
+        "MAX_TASKS_PER_CHILD",
+        "DJWORKER_MAX_TASKS_PER_CHILD",
+        "--max-tasks-per-child",
+    ),
+    Option(
+        "max_memory_per_child_kib",
+        parse_size_kib,
+        "MAX_MEMORY_PER_CHILD",
+        "DJWORKER_MAX_MEMORY_PER_CHILD",
+        "--max-memory-per-child",
+    ),
+    Option("time_limit_s", parse_seconds, "TIME_LIMIT", "DJWORKER_TIME_LIMIT", "--time-limit"),
+    Option(
+        "soft_time_limit_s",
+        parse_seconds,
+        "SOFT_TIME_LIMIT",
+        "DJWORKER_SOFT_TIME_LIMIT",
+        "--soft-time-limit",
+    ),
+    Option("broker_url", parse_text, "BROKER_URL", "DJWORKER_BROKER_URL", "--broker"),
+)
+OPTIONS_BY_FIELD = {o.field: o for o in OPTIONS}
+SETTINGS_KEYS = {o.settings_key for o in OPTIONS} | {"BROKER_TRANSPORT_OPTIONS"}
+
+
+def read_settings(djworker_settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Validate ``settings.DJWORKER`` and return it parsed, keyed by ``WorkerSettings`` field."""
+    if djworker_settings is None:
+        from django.conf import settings
+
+        djworker_settings = getattr(settings, "DJWORKER", {})
+    if not isinstance(djworker_settings, Mapping):
+        raise SettingsError(
+            f"settings.DJWORKER must be a dict; got {type(djworker_settings).__name__}"
+        )
+    unknown = sorted(set(djworker_settings) - SETTINGS_KEYS)
+    if unknown:
+        raise SettingsError(
+            f"settings.DJWORKER has unknown keys {unknown}",
+            hint=f"known keys: {', '.join(sorted(SETTINGS_KEYS))}",
+        )
+    parsed: dict[str, Any] = {}
+    for option in OPTIONS:
+        if option.settings_key in djworker_settings:
+            value = djworker_settings[option.settings_key]
+            try:
+                parsed[option.field] = option.parse(
+                    value, name=f"settings.DJWORKER[{option.settings_key!r}]"
+                )
+            except ConfigurationError as exc:
+                raise SettingsError(str(exc)) from exc
+    options = djworker_settings.get("BROKER_TRANSPORT_OPTIONS", {})
+    if not isinstance(options, Mapping):
+        raise SettingsError(
+            "settings.DJWORKER['BROKER_TRANSPORT_OPTIONS'] must be a dict; "
+            f"got {type(options).__name__}"
+        )
+    parsed["broker_transport_options"] = dict(options)
+    return parsed
+
+
+def read_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        o.field: o.parse(environ[o.env_var], name=o.env_var)
+        for o in OPTIONS
+        if environ.get(o.env_var, "") != ""
+    }
+
+
+def load_config(
+    *,
+    cli: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    djworker_settings: Mapping[str, Any] | None = None,
+    admin: Mapping[str, Any] | None = None,
+    config_name: str = "default",
+) -> WorkerSettings:
+    """Merge the layers into one ``WorkerSettings``.
+
+    ``cli`` and ``admin`` hold already-parsed values keyed by field name (``None`` = not given).
+    """
+    layers: list[tuple[str, Mapping[str, Any]]] = [
+        (SETTINGS, read_settings(djworker_settings)),
+        (ADMIN, admin or {}),
+        (ENV, read_env(os.environ if environ is None else environ)),
+        (CLI, cli or {}),
+    ]
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {f.name: DEFAULT for f in dataclasses.fields(WorkerSettings)}
+    for layer, given in layers:
+        for key, value in given.items():
+            if value is None:
+                continue
+            values[key] = value
+            sources[key] = layer
+    del sources["sources"]
+    resolved = WorkerSettings(config_name=config_name, sources=sources, **values)
+    if not resolved.hostname:
+        resolved = resolved.replace(hostname=default_hostname())
+    return resolved
+
+
+def explain(config: WorkerSettings) -> list[tuple[str, Any, str]]:
+    """(field, value, layer) for each configurable field, for banners and the admin."""
+    return [
+        (o.field, getattr(config, o.field), config.sources.get(o.field, DEFAULT)) for o in OPTIONS
+    ]

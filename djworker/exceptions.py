@@ -1,0 +1,67 @@
+"""Every error djworker raises on purpose, under one root.
+
+Configuration mistakes are also ``ImproperlyConfigured`` so Django tooling treats them as such.
+Messages name the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+class DjworkerError(Exception):
+    """Root of djworker's own errors."""
+
+
+class ConfigurationError(DjworkerError, ImproperlyConfigured):
+    """A setting, option or environment variable has a value djworker cannot use."""
+
+
+class PoolNotAvailable(ConfigurationError):
+    """The chosen pool is unknown, or its package is not installed."""
+
+
+class InvalidMessage(DjworkerError):
+    """A broker message is not a djworker envelope this version can run."""
+
+
+class UnknownTask(DjworkerError):
+    """A message or call names a task that is not registered in this process."""
+
+
+class NotSupportedByPool(DjworkerError):
+    """The pool does not offer this operation (see its capability flags)."""
+
+
+class TaskFailed(DjworkerError):
+    """Raised by ``AsyncResult.get()`` when the task ended FAILED.
+
+    Carries the class name, message and traceback the worker recorded.
+    """
+
+    def __init__(self, task_id: str, exception_class: str, message: str, traceback: str) -> None:
+        super().__init__(f"task {task_id} failed: {exception_class}: {message}")
+        self.task_id = task_id
+        self.exception_class = exception_class
+        self.message = message
+        self.traceback = traceback
+
+
+class ResultTimeout(DjworkerError, TimeoutError):
+    """``AsyncResult.get(timeout=...)`` ran out of time before the task finished."""
+
+
+class SoftTimeLimitExceeded(Exception):
+    """Raised inside a task when its soft time limit passes, so it can clean up."""
+
+
+class TimeLimitExceeded(Exception):
+    """Recorded when a task ran past its hard time limit and was stopped."""
+
+
+class WorkerLost(Exception):
+    """Recorded when the process running a task died before reporting an outcome."""
+
+
+class TaskExpired(Exception):
+    """Recorded when a message arrives after its ``expires`` time; the task is not run."""

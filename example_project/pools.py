@@ -1,0 +1,78 @@
+"""An example custom pool: ``runworker --pool=example_project.pools:ExecutorPool``.
+
+It runs jobs on a ``concurrent.futures.ThreadPoolExecutor``. A custom pool subclasses
+``BasePool``, implements its abstract methods, and claims only the capabilities it has: this
+one cannot change size, enforce time limits or stop a running task, so it leaves those flags
+False and the base class refuses those operations with ``NotSupportedByPool``.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from django.db import connections
+
+from djworker.concurrency.base import BasePool
+from djworker.job import Job
+
+
+class ExecutorPool(BasePool):
+    """A fixed-size thread pool built on the standard library's executor."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: dict[int, tuple[Job, Future[None]]] = {}  # token -> (job, future)
+        self._busy = 0
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self._executor = ThreadPoolExecutor(
+            max_workers=self.initial_size, thread_name_prefix="example-pool"
+        )
+
+    def stop(self, *, graceful: bool, timeout_s: float | None = None) -> list[Job]:
+        if self._executor is None:
+            return []
+        with self._lock:
+            pending = list(self._pending.values())
+        not_started = [job for job, future in pending if future.cancel()]
+        with self._lock:
+            for job in not_started:
+                self._pending.pop(job.token, None)
+        if graceful:
+            for _, future in pending:
+                if not future.cancelled():
+                    try:
+                        future.result(timeout_s)
+                    except Exception:
+                        break  # timed out: leave the rest running, as the contract allows
+        self._executor.shutdown(wait=False)
+        return not_started
+
+    def apply_async(self, job: Job) -> None:
+        assert self._executor is not None, "start() the pool first"
+        with self._lock:
+            self._pending[job.token] = (job, self._executor.submit(self._run, job))
+
+    def _run(self, job: Job) -> None:
+        with self._lock:
+            self._busy += 1
+        try:
+            outcome = self.run_job(job)
+        finally:
+            connections.close_all()
+            with self._lock:
+                self._busy -= 1
+                self._pending.pop(job.token, None)
+        self.on_outcome(outcome)
+
+    @property
+    def size(self) -> int:
+        return self.initial_size
+
+    @property
+    def busy(self) -> int:
+        return self._busy

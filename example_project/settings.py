@@ -1,0 +1,88 @@
+"""Settings for the example project, read from the environment with django-environ.
+
+With no environment at all it runs on SQLite and the ``django://`` broker, so a newcomer needs no
+other service. ``DATABASE_URL`` and ``DJWORKER_BROKER_URL`` switch to PostgreSQL, Redis or
+RabbitMQ, e.g. ``DATABASE_URL=postgres://postgres@127.0.0.1:5432/djworker``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env(
+    DJANGO_DEBUG=(bool, True),
+    CONN_MAX_AGE=(int, 0),
+)
+
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="example-project-not-secret")
+DEBUG = env("DJANGO_DEBUG")
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "djworker",
+    "example_project.demo",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+ROOT_URLCONF = "example_project.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+}
+DATABASES["default"]["CONN_MAX_AGE"] = env("CONN_MAX_AGE")
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The worker and the web process share the file: wait for locks instead of failing at once.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+USE_TZ = True
+TIME_ZONE = "UTC"
+STATIC_URL = "static/"
+
+DJWORKER = {
+    "BROKER_URL": env("DJWORKER_BROKER_URL", default="django://"),
+    "BROKER_TRANSPORT_OPTIONS": env.json("DJWORKER_BROKER_TRANSPORT_OPTIONS", default={}),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "[%(asctime)s %(levelname)s/%(processName)s] %(name)s: %(message)s"}
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {"djworker": {"handlers": ["console"], "level": "INFO", "propagate": False}},
+}
