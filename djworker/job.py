@@ -1,0 +1,62 @@
+"""What a pool is handed (``Job``) and what it hands back (``Outcome``).
+
+Both are plain, picklable data so that every pool, including process pools, can carry them.
+The consumer keeps the broker message; pools only ever see the ``Job``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Time limits for one run, in seconds; ``None`` means no limit."""
+
+    soft_s: float | None = None
+    hard_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One task run handed to a pool.
+
+    ``token`` identifies the job to the consumer (it maps back to the broker message);
+    ``envelope`` is the validated message body as a dict (see ``djworker.message``).
+    """
+
+    token: int
+    envelope: dict[str, Any]
+    limits: Limits = field(default_factory=Limits)
+    hostname: str = ""
+
+    @property
+    def task_id(self) -> str:
+        return str(self.envelope["id"])
+
+
+class OutcomeKind(enum.Enum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    RETRY = "retry"
+    # The pool could not run or finish the job (slot died, cancelled at shutdown).
+    LOST = "lost"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of a job, reported by the pool to the consumer.
+
+    For ``RETRY``, ``retry_envelope`` is the next message to publish. ``requeue`` asks the consumer
+    to hand the original message back to the broker instead of acknowledging it.
+    """
+
+    token: int
+    task_id: str
+    kind: OutcomeKind
+    retry_envelope: dict[str, Any] | None = None
+    retry_countdown_s: float | None = None
+    requeue: bool = False
+    detail: str = ""

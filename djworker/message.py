@@ -1,0 +1,140 @@
+"""The message envelope: JSON only, versioned, validated when published and when received.
+
+An envelope is a plain dict so it crosses every boundary (broker, pipe to a child process) as is::
+
+    {"v": 1, "id": "...", "task": "app.tasks.add", "args": [1, 2], "kwargs": {},
+     "queue": "default", "priority": 0, "attempt": 0, "eta": null, "expires": null,
+     "time_limit": null, "soft_time_limit": null, "enqueued_at": "2026-11-21T02:00:00+00:00"}
+
+``attempt`` counts earlier runs (0 on the first delivery of a fresh call).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from djworker.exceptions import InvalidMessage
+
+VERSION = 1
+MIN_PRIORITY = 0
+MAX_PRIORITY = 9
+CONTENT_TYPE = "application/json"
+
+_REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "v": int,
+    "id": str,
+    "task": str,
+    "args": list,
+    "kwargs": dict,
+    "queue": str,
+    "priority": int,
+    "attempt": int,
+}
+#: longest id, task name and queue name the ``TaskResult`` columns hold; a longer one would make
+#: every write of the run fail, and the message would come back again and again
+MAX_LENGTHS = {"id": 64, "task": 255, "queue": 200}
+_OPTIONAL_TIMES = ("eta", "expires", "enqueued_at")
+_OPTIONAL_SECONDS = ("time_limit", "soft_time_limit")
+
+
+def ensure_json(args: Any, kwargs: Any) -> None:
+    """Raise ``TypeError`` at the call site if JSON cannot carry the arguments unchanged."""
+    try:
+        encoded = json.dumps([args, kwargs], allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"task arguments must be JSON-serialisable: {exc}") from None
+    if json.loads(encoded) != [list(args), dict(kwargs)]:
+        # tuples become lists, which compare equal; anything else that changes on the way
+        # (e.g. int dict keys turned into strings) would reach the task altered.
+        raise TypeError(
+            "task arguments must survive a JSON round trip unchanged "
+            f"(dict keys must be strings); got args={args!r} kwargs={kwargs!r}"
+        )
+
+
+def build(
+    *,
+    task_id: str,
+    task_name: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    queue: str,
+    priority: int,
+    attempt: int = 0,
+    eta: datetime | None = None,
+    expires: datetime | None = None,
+    time_limit: float | None = None,
+    soft_time_limit: float | None = None,
+    enqueued_at: datetime | None = None,
+) -> dict[str, Any]:
+    envelope = {
+        "v": VERSION,
+        "id": task_id,
+        "task": task_name,
+        "args": list(args),
+        "kwargs": dict(kwargs),
+        "queue": queue,
+        "priority": priority,
+        "attempt": attempt,
+        "eta": eta.isoformat() if eta else None,
+        "expires": expires.isoformat() if expires else None,
+        "time_limit": time_limit,
+        "soft_time_limit": soft_time_limit,
+        "enqueued_at": enqueued_at.isoformat() if enqueued_at else None,
+    }
+    validate(envelope)
+    return envelope
+
+
+def validate(body: Any) -> dict[str, Any]:
+    """Return the envelope if it is one this version can run; raise ``InvalidMessage`` if not."""
+    if not isinstance(body, dict):
+        raise InvalidMessage(f"message body must be a JSON object; got {type(body).__name__}")
+    version = body.get("v")
+    if version != VERSION:
+        raise InvalidMessage(f"message version {version!r} is not supported (expected {VERSION})")
+    for key, kind in _REQUIRED.items():
+        if key not in body:
+            raise InvalidMessage(f"message is missing {key!r}")
+        value = body[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise InvalidMessage(f"message field {key!r} has the wrong type: {value!r}")
+    if not body["id"] or not body["task"]:
+        raise InvalidMessage("message id and task name must not be empty")
+    for key, longest in MAX_LENGTHS.items():
+        if len(body[key]) > longest:
+            raise InvalidMessage(
+                f"message field {key!r} is {len(body[key])} characters long; "
+                f"at most {longest} are allowed: {body[key][:80]!r}..."
+            )
+    if not MIN_PRIORITY <= body["priority"] <= MAX_PRIORITY:
+        raise InvalidMessage(
+            f"message priority {body['priority']!r} is outside {MIN_PRIORITY}..{MAX_PRIORITY}"
+        )
+    if body["attempt"] < 0:
+        raise InvalidMessage(f"message attempt {body['attempt']!r} is negative")
+    for key in _OPTIONAL_TIMES:
+        parse_time(body.get(key), key)
+    for key in _OPTIONAL_SECONDS:
+        value = body.get(key)
+        if value is not None and (
+            not isinstance(value, int | float) or isinstance(value, bool) or value <= 0
+        ):
+            raise InvalidMessage(f"message field {key!r} must be a positive number; got {value!r}")
+    return body
+
+
+def parse_time(value: Any, key: str) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidMessage(f"message field {key!r} must be an ISO-8601 string; got {value!r}")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidMessage(f"message field {key!r} is not an ISO-8601 time: {value!r}") from None
+    if moment.tzinfo is None:
+        raise InvalidMessage(f"message field {key!r} must carry a UTC offset: {value!r}")
+    return moment

@@ -1,0 +1,24 @@
+"""djworker's tables: task results, the ``django://`` broker's messages, and the control plane."""
+
+from djworker.models.broker import QueueMessage
+from djworker.models.results import TaskResult, TaskStatus
+from djworker.models.workers import (
+    CommandAction,
+    CommandStatus,
+    ControlCommand,
+    Worker,
+    WorkerConfig,
+    WorkerState,
+)
+
+__all__ = [
+    "CommandAction",
+    "CommandStatus",
+    "ControlCommand",
+    "QueueMessage",
+    "TaskResult",
+    "TaskStatus",
+    "Worker",
+    "WorkerConfig",
+    "WorkerState",
+]

@@ -1,0 +1,64 @@
+"""``TaskResult``: one row per task id, written by the process that runs the task."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+
+class TaskStatus(models.TextChoices):
+    """Statuses, one-to-one with django.tasks' ``TaskResultStatus``.
+
+    READY covers both "waiting to run" and "waiting to run again" (a retry), as in django.tasks.
+    """
+
+    READY = "READY", "Ready"
+    RUNNING = "RUNNING", "Running"
+    SUCCESSFUL = "SUCCESSFUL", "Successful"
+    FAILED = "FAILED", "Failed"
+
+
+FINISHED_STATUSES = frozenset({TaskStatus.SUCCESSFUL, TaskStatus.FAILED})
+
+
+class TaskResult(models.Model):
+    id = models.CharField(primary_key=True, max_length=64, editable=False)
+    task_name = models.CharField(max_length=255, db_index=True)
+    args = models.JSONField(default=list, blank=True)
+    kwargs = models.JSONField(default=dict, blank=True)
+    status = models.CharField(
+        max_length=16, choices=TaskStatus.choices, default=TaskStatus.READY, db_index=True
+    )
+    result = models.JSONField(null=True, blank=True)
+    exception_class = models.CharField(max_length=255, blank=True)
+    exception_message = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+    exit_status = models.CharField(
+        max_length=64, blank=True, help_text="How the process running the task ended, if it died."
+    )
+    queue = models.CharField(max_length=200, db_index=True)
+    priority = models.SmallIntegerField(default=0)
+    worker_hostname = models.CharField(max_length=255, blank=True, db_index=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="Runs started so far.")
+    enqueued_at = models.DateTimeField(default=timezone.now, db_index=True)
+    run_after = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    cpu_time_s = models.FloatField(null=True, blank=True, help_text="CPU seconds of the last run.")
+    wall_time_s = models.FloatField(
+        null=True, blank=True, help_text="Wall seconds of the last run."
+    )
+
+    class Meta:
+        verbose_name = "task result"
+        ordering = ["-enqueued_at"]
+        indexes = [
+            models.Index(fields=["status", "-enqueued_at"], name="djworker_result_status_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_name} {self.id} {self.status}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES

@@ -1,0 +1,71 @@
+"""``AsyncResult``: a handle on one task run, read from its ``TaskResult`` row."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from djworker.exceptions import ResultTimeout, TaskFailed
+from djworker.models.results import FINISHED_STATUSES, TaskResult, TaskStatus
+
+
+class AsyncResult:
+    """What ``delay()``/``apply_async()`` return. Every property reads the database afresh."""
+
+    def __init__(self, id: str) -> None:
+        self.id = id
+
+    def __repr__(self) -> str:
+        return f"<AsyncResult {self.id}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AsyncResult) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def _row(self) -> TaskResult | None:
+        return TaskResult.objects.filter(id=self.id).first()
+
+    @property
+    def status(self) -> str:
+        """READY, RUNNING, SUCCESSFUL or FAILED (READY also while no row exists yet)."""
+        row = self._row()
+        return row.status if row else TaskStatus.READY
+
+    @property
+    def result(self) -> Any:
+        """The return value once SUCCESSFUL, else None."""
+        row = self._row()
+        return row.result if row and row.status == TaskStatus.SUCCESSFUL else None
+
+    @property
+    def traceback(self) -> str:
+        row = self._row()
+        return row.traceback if row else ""
+
+    def ready(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    def successful(self) -> bool:
+        return self.status == TaskStatus.SUCCESSFUL
+
+    def failed(self) -> bool:
+        return self.status == TaskStatus.FAILED
+
+    def get(self, timeout: float | None = None, interval: float = 0.05) -> Any:
+        """Wait for the task to finish; return its value or raise ``TaskFailed``.
+
+        Raises ``ResultTimeout`` if ``timeout`` seconds pass first.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            row = self._row()
+            if row is not None and row.status == TaskStatus.SUCCESSFUL:
+                return row.result
+            if row is not None and row.status == TaskStatus.FAILED:
+                raise TaskFailed(self.id, row.exception_class, row.exception_message, row.traceback)
+            if deadline is not None and time.monotonic() >= deadline:
+                state = row.status if row else "no result row yet"
+                raise ResultTimeout(f"task {self.id} did not finish within {timeout}s ({state})")
+            time.sleep(interval)
