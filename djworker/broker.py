@@ -1,0 +1,151 @@
+"""The producer side of kombu: connections, queue declarations and publishing.
+
+Every message goes through kombu whatever the broker. Connections are kept per process and per
+thread (kombu connections are not thread-safe, and must not cross a fork).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from kombu import Connection, Exchange, Producer, Queue
+
+from djworker import message
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_EXCHANGE = Exchange("", type="direct")
+PUBLISH_RETRY_POLICY = {
+    "max_retries": 3,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 2,
+}
+
+
+def redact_url(url: str) -> str:
+    """The broker URL without its password, for banners and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+class Broker:
+    """Publishes envelopes and builds the kombu objects the consumer needs."""
+
+    def __init__(self, *, url: str, transport_options: Mapping[str, Any] | None = None) -> None:
+        self.url = url
+        options = dict(transport_options or {})
+        self.scheme = urlsplit(url).scheme.split("+")[0]
+        if self.scheme in ("redis", "rediss"):
+            # kombu's redis transport serves lower numbers first and has four levels by
+            # default; djworker offers ten levels with higher numbers first on every broker.
+            options.setdefault("priority_steps", list(range(message.MAX_PRIORITY + 1)))
+        self.transport_options = options
+        self._local = threading.local()
+
+    def connection(self) -> Connection:
+        """A new kombu connection; the caller owns and closes it."""
+        connection = Connection(self.url, transport_options=self.transport_options)
+        if self.scheme in ("redis", "rediss"):
+            from djworker.transport.redis import Transport as RedisTransport
+
+            # Swapped after kombu parsed the URL, which thus keeps its own handling of both
+            # schemes (TLS defaults for rediss://); kombu's global "redis" alias is untouched.
+            connection.transport_cls = RedisTransport
+        return connection
+
+    def queue(self, name: str) -> Queue:
+        return Queue(
+            name,
+            exchange=DEFAULT_EXCHANGE,
+            routing_key=name,
+            durable=True,
+            max_priority=message.MAX_PRIORITY,
+        )
+
+    def broker_priority(self, priority: int) -> int:
+        if self.scheme in ("redis", "rediss"):
+            return message.MAX_PRIORITY - priority
+        return priority
+
+    def _producer(self) -> Producer:
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            # A fork copied the parent's connection object: never use it, never close it.
+            local.pid = os.getpid()
+            local.connection = None
+        if local.connection is None:
+            local.connection = self.connection()
+            local.producer = Producer(local.connection, auto_declare=False)
+        return local.producer  # type: ignore[no-any-return]
+
+    def publish(self, envelope: dict[str, Any]) -> None:
+        message.validate(envelope)
+        headers = {}
+        if envelope.get("eta"):
+            headers["eta"] = envelope["eta"]
+        producer = self._producer()
+        queue = self.queue(envelope["queue"])
+        try:
+            producer.publish(
+                envelope,
+                exchange=DEFAULT_EXCHANGE,
+                routing_key=envelope["queue"],
+                declare=[queue],
+                serializer="json",
+                priority=self.broker_priority(envelope["priority"]),
+                headers=headers,
+                delivery_mode=2,
+                retry=True,
+                retry_policy=PUBLISH_RETRY_POLICY,
+            )
+        except Exception:
+            self.close()  # the next publish starts from a fresh connection
+            raise
+
+    def close(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None and getattr(self._local, "pid", None) == os.getpid():
+            try:
+                connection.release()
+            except Exception:  # pragma: no cover - closing a broken connection
+                logger.debug("error closing producer connection", exc_info=True)
+        self._local.connection = None
+
+
+_broker: Broker | None = None
+_broker_lock = threading.Lock()
+
+
+def get_broker() -> Broker:
+    """The process-wide ``Broker`` built from ``settings.DJWORKER`` (read on first use)."""
+    global _broker
+    if _broker is None:
+        with _broker_lock:
+            if _broker is None:
+                from djworker.conf import DEFAULT_BROKER_URL, OPTIONS_BY_FIELD, read_settings
+
+                resolved = {"broker_url": DEFAULT_BROKER_URL, **read_settings()}
+                from_env = os.environ.get(OPTIONS_BY_FIELD["broker_url"].env_var)
+                if from_env:
+                    resolved["broker_url"] = from_env
+                _broker = Broker(
+                    url=resolved["broker_url"],
+                    transport_options=resolved.get("broker_transport_options"),
+                )
+    return _broker
+
+
+def set_broker(broker: Broker | None) -> None:
+    """Use this broker for publishing in this process (the worker shares its own)."""
+    global _broker
+    _broker = broker

@@ -1,0 +1,374 @@
+"""The ``django://`` channel and QoS: kombu's queue operations as ``QueueMessage`` rows.
+
+A consumer claims messages in batches: one transaction leases as many messages as its QoS
+still has room for (its prefetch window), and the channel hands them to kombu one at a time.
+Claimed but not yet delivered messages are leased like delivered ones (renewed, and visible
+again at the visibility timeout if the worker dies) and go back to their queue at once when
+their consumer is cancelled or the channel closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from queue import Empty
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import DatabaseError, connections, transaction
+from django.db.models import CharField, F, Q, QuerySet, Value
+from django.db.models.functions import Cast, Concat
+from django.utils import timezone
+from kombu.transport import virtual
+from kombu.utils.json import dumps, loads
+
+from djworker.models.broker import QueueMessage
+from djworker.transport import postgres
+from djworker.transport.database import database_errors, redeliverable_transaction
+from djworker.transport.listener import notify_channel
+
+if TYPE_CHECKING:
+    from djworker.transport import Transport
+
+logger = logging.getLogger(__name__)
+
+# Within one priority the message due longest goes first; id breaks ties. This is the order of
+# djworker_qmsg_fetch_idx, so the claim reads the index instead of sorting the backlog.
+FETCH_ORDER = ("-priority", "visible_at", "id")
+# Rows the optimistic claim (databases without SKIP LOCKED) tries per round before re-reading.
+CLAIM_CANDIDATES = 10
+CLAIM_ROUNDS = 5
+# The most messages one claim leases, whatever the prefetch window: bounds a claim
+# transaction and the messages a consumer holds back from its peers at once.
+CLAIM_BATCH_MAX = 100
+MESSAGE_ID_KEY = "djworker_message_id"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A message this channel has leased; its lease is also its kombu delivery tag."""
+
+    lease: str
+    message_id: int
+    payload: str
+    deliveries: int
+
+
+def due_time(message: dict[str, Any]) -> datetime:
+    """When ``message`` may be delivered: its ``eta`` header (ISO-8601, UTC), else now."""
+    now = timezone.now()
+    eta = (message.get("headers") or {}).get("eta")
+    if not eta:
+        return now
+    try:
+        due = eta if isinstance(eta, datetime) else datetime.fromisoformat(str(eta))
+    except ValueError:
+        logger.warning("message eta=%r is not an ISO-8601 timestamp; delivering it now", eta)
+        return now
+    if timezone.is_naive(due):
+        due = due.replace(tzinfo=UTC)  # the publisher's contract: eta is UTC
+    return due if settings.USE_TZ else timezone.make_naive(due)
+
+
+class QoS(virtual.QoS):
+    """kombu's in-memory QoS plus the database side of settling a message.
+
+    Ack deletes the row; reject without requeue deletes it too (nothing dead-letters here).
+    Both are batched: the lease keeper deletes settled rows together (see ``leases``). Reject
+    with requeue and ``restore_unacked`` go through ``Channel._restore``, which makes the row
+    visible at once.
+    """
+
+    channel: Channel
+
+    def ack(self, delivery_tag: str) -> None:
+        self.channel.settle(delivery_tag)
+        super().ack(delivery_tag)
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        if not requeue:
+            self.channel.settle(delivery_tag)
+        super().reject(delivery_tag, requeue=requeue)
+
+
+class Channel(virtual.Channel):
+    """One kombu channel over the ``QueueMessage`` table.
+
+    The delivery tag of a message is the lease of its claim, so a message delivered twice to
+    the same channel (after its lease expired) still has two distinct tags.
+    """
+
+    QoS = QoS
+    connection: Transport
+
+    def __init__(self, connection: Transport, **kwargs: Any) -> None:
+        super().__init__(connection, **kwargs)
+        self.alias = connection.alias
+        self._no_ack_queues: set[str] = set()
+        self._claimed: dict[str, deque[Claim]] = {}  # queue -> claimed, not yet delivered
+
+    @property
+    def _messages(self) -> QuerySet[QueueMessage]:
+        return QueueMessage.objects.using(self.alias)
+
+    @property
+    def _claims_with_skip_locked(self) -> bool:
+        return bool(connections[self.alias].features.has_select_for_update_skip_locked)
+
+    def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
+        """Insert ``message``, durably: never through ``redeliverable_transaction``."""
+        row = QueueMessage(
+            queue=queue,
+            priority=self._get_message_priority(message),
+            payload=dumps(message),
+            visible_at=due_time(message),
+        )
+        with database_errors(self.alias):
+            if connections[self.alias].vendor == "postgresql":
+                postgres.insert(self.alias, row, notify=notify_channel(queue))
+                return
+            with transaction.atomic(using=self.alias):
+                row.save(using=self.alias, force_insert=True)
+
+    def _notify(self, queue: str) -> None:
+        """Wake consumers LISTENing for ``queue`` (PostgreSQL only).
+
+        Call it inside the transaction that made the message visible: PostgreSQL delivers the
+        notification on commit, so no consumer wakes before it can see the row.
+        """
+        if connections[self.alias].vendor == "postgresql":
+            with connections[self.alias].cursor() as cursor:
+                cursor.execute("SELECT pg_notify(%s, '')", [notify_channel(queue)])
+
+    def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
+        """One message of ``queue`` for ``basic_get``: claimed alone, no prefetch to fill."""
+        return self._deliverable(queue, self._next_claim(queue, limit=1))
+
+    def _get_and_deliver(self, queue: str, callback: Callable[..., Any]) -> None:
+        """One message of ``queue`` for a consumer, claiming a batch if none is buffered."""
+        claim = self._next_claim(queue, limit=self._claim_room())
+        callback(self._deliverable(queue, claim), queue)
+
+    def _claim_room(self) -> int:
+        """How many messages one claim may lease: the prefetch room not already claimed."""
+        room = self.qos.can_consume_max_estimate()
+        if not room:
+            # No prefetch limit: claim one at a time rather than take the whole queue.
+            return 1
+        buffered = sum(len(claims) for claims in self._claimed.values())
+        return min(room - buffered, CLAIM_BATCH_MAX)
+
+    def _next_claim(self, queue: str, *, limit: int) -> Claim:
+        buffered = self._claimed.get(queue)
+        if not buffered:
+            if limit <= 0:
+                raise Empty()  # other queues' claims fill the prefetch window
+            with database_errors(self.alias):
+                if self._claims_with_skip_locked:
+                    claims = self._claim_locked(queue, limit)
+                else:
+                    claims = self._claim_guarded(queue)
+            if not claims:
+                raise Empty()
+            buffered = self._claimed.setdefault(queue, deque())
+            buffered.extend(claims)
+        claim = buffered.popleft()
+        if not buffered:
+            del self._claimed[queue]
+        return claim
+
+    def _deliverable(self, queue: str, claim: Claim) -> dict[str, Any]:
+        message: dict[str, Any] = loads(claim.payload)
+        properties = message["properties"]
+        properties["delivery_tag"] = claim.lease
+        properties.setdefault("delivery_info", {}).update(
+            {MESSAGE_ID_KEY: claim.message_id, "redelivered": claim.deliveries > 1}
+        )
+        if queue in self._no_ack_queues:
+            self.delete_claimed(claim.lease)  # no_ack: delivered at most once, like AMQP
+        return message
+
+    def _lease_until(self) -> datetime:
+        return timezone.now() + timedelta(seconds=self.connection.visibility_timeout_s)
+
+    def _claim_locked(self, queue: str, limit: int) -> list[Claim]:
+        """Claim up to ``limit`` with ``SELECT ... FOR UPDATE SKIP LOCKED`` (PostgreSQL, ...).
+
+        Concurrent workers skip each other's locked rows instead of queueing behind them, so
+        they never contend for the same message. Every row of the batch gets a lease of its own
+        (the batch's token plus its id), so each delivery still has a distinct tag.
+        """
+        token = uuid.uuid4().hex + "."
+        now = timezone.now()
+        rows: list[tuple[int, str, int]]
+        if connections[self.alias].vendor == "postgresql":
+            rows = postgres.claim(
+                self.alias,
+                queue=queue,
+                limit=limit,
+                token=token,
+                now=now,
+                until=self._lease_until(),
+            )
+        else:
+            with redeliverable_transaction(self.alias):
+                rows = list(
+                    self._messages.select_for_update(skip_locked=True)
+                    .filter(queue=queue, visible_at__lte=now)
+                    .order_by(*FETCH_ORDER)
+                    .values_list("pk", "payload", "deliveries")[:limit]
+                )
+                self._messages.filter(pk__in=[row[0] for row in rows]).update(
+                    lease=Concat(Value(token), Cast("pk", output_field=CharField())),
+                    visible_at=self._lease_until(),
+                    deliveries=F("deliveries") + 1,
+                )
+                rows = [(pk, payload, deliveries + 1) for pk, payload, deliveries in rows]
+        claims = [Claim(token + str(pk), pk, payload, count) for pk, payload, count in rows]
+        for claim in claims:
+            self.connection.leases.hold(claim.lease, claim.message_id)
+        return claims
+
+    def _claim_guarded(self, queue: str) -> list[Claim]:
+        """Claim one message with a conditional UPDATE (SQLite and others without SKIP LOCKED).
+
+        SQLite runs each UPDATE under its single write lock and evaluates the WHERE clause
+        inside it, so of two processes racing for a row exactly one sees it still visible and
+        updates one row; the loser moves on to the next candidate. One at a time: a batch would
+        cost one such UPDATE per message anyway.
+        """
+        lease = uuid.uuid4().hex
+        for _ in range(CLAIM_ROUNDS):
+            now = timezone.now()
+            candidates = list(
+                self._messages.filter(queue=queue, visible_at__lte=now)
+                .order_by(*FETCH_ORDER)
+                .values_list("pk", "lease")[:CLAIM_CANDIDATES]
+            )
+            if not candidates:
+                return []
+            for message_id, old_lease in candidates:
+                won = self._messages.filter(
+                    pk=message_id, lease=old_lease, visible_at__lte=now
+                ).update(
+                    lease=lease, visible_at=self._lease_until(), deliveries=F("deliveries") + 1
+                )
+                if won:
+                    row = (
+                        self._messages.filter(pk=message_id)
+                        .values_list("payload", "deliveries")
+                        .first()
+                    )
+                    if row is None:
+                        return []  # the queue was deleted in between
+                    self.connection.leases.hold(lease, message_id)
+                    return [Claim(lease, message_id, row[0], row[1])]
+        # Other workers won every candidate of every round: report empty and poll again.
+        return []
+
+    def settle(self, lease: str) -> None:
+        """Settle a claim for good (ack, or reject without requeue): deleted with the next flush."""
+        self.connection.leases.settle(lease)
+
+    def delete_claimed(self, lease: str) -> None:
+        """Settle a claim for good now, durably: for no_ack, where the delete is the delivery."""
+        message_id = self.connection.leases.drop(lease)
+        if message_id is None:
+            return
+        with database_errors(self.alias):
+            deleted, _ = self._messages.filter(pk=message_id, lease=lease).delete()
+        if not deleted:
+            logger.warning(
+                "settling found no message id=%s: its lease expired and another worker "
+                "took it, or its queue was deleted",
+                message_id,
+            )
+
+    def _restore(self, message: virtual.Message) -> None:
+        lease = message.delivery_tag
+        message_id = self.connection.leases.drop(lease)
+        if message_id is None:
+            return  # settled already; re-inserting would deliver it twice
+        with database_errors(self.alias), redeliverable_transaction(self.alias):
+            claimed = self._messages.filter(pk=message_id, lease=lease)
+            queue = claimed.values_list("queue", flat=True).first()
+            if queue is not None and claimed.update(lease="", visible_at=timezone.now()):
+                self._notify(queue)
+
+    def _requeue_claimed(self, queue: str | None = None) -> None:
+        """Give back claimed, undelivered messages (of ``queue``, or all) at once.
+
+        Their delivery count goes back down too: nobody saw them, so the next consumer must
+        not take them for redeliveries.
+        """
+        queues = list(self._claimed) if queue is None else [queue]
+        claims = [claim for name in queues for claim in self._claimed.pop(name, ())]
+        leases = [claim.lease for claim in claims if self.connection.leases.drop(claim.lease)]
+        if not leases:
+            return
+        ids = [claim.message_id for claim in claims]
+        with database_errors(self.alias), redeliverable_transaction(self.alias):
+            requeued = self._messages.filter(pk__in=ids, lease__in=leases).update(
+                lease="", visible_at=timezone.now(), deliveries=F("deliveries") - 1
+            )
+            if requeued:
+                for name in queues:
+                    self._notify(name)
+
+    def close(self) -> None:
+        """Write pending acks and give back claimed, undelivered messages, then close."""
+        if not self.closed and self.connection is not None:
+            try:
+                self.connection.leases.flush()
+                self._requeue_claimed()
+            except DatabaseError:
+                # The rows stay leased: their messages come back after the visibility timeout.
+                logger.warning(
+                    "could not write acks or give back claimed messages on close; they will "
+                    "be delivered again after visibility_timeout_s=%s",
+                    self.connection.visibility_timeout_s,
+                    exc_info=True,
+                )
+        super().close()
+
+    def _size(self, queue: str) -> int:
+        """Messages ready now: neither waiting for their eta nor leased to a consumer."""
+        with database_errors(self.alias):
+            return int(self._messages.filter(queue=queue, visible_at__lte=timezone.now()).count())
+
+    def _purge(self, queue: str) -> int:
+        """Delete every message of ``queue`` that no consumer holds (ready or waiting for eta)."""
+        with database_errors(self.alias):
+            deleted, _ = (
+                self._messages.filter(queue=queue)
+                .filter(Q(lease="") | Q(visible_at__lte=timezone.now()))
+                .delete()
+            )
+        return int(deleted)
+
+    def _delete(self, queue: str, *args: Any, **kwargs: Any) -> None:
+        with database_errors(self.alias):
+            self._messages.filter(queue=queue).delete()
+
+    def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
+        if no_ack:
+            self._no_ack_queues.add(queue)
+        return super().basic_consume(queue, no_ack, *args, **kwargs)
+
+    def basic_cancel(self, consumer_tag: str) -> Any:
+        queue = self._tag_to_queue.get(consumer_tag)
+        result = super().basic_cancel(consumer_tag)
+        if queue is not None and queue not in self._tag_to_queue.values():
+            self._no_ack_queues.discard(queue)
+            self._requeue_claimed(queue)  # nobody here will take them now
+        return result
+
+    def basic_get(self, queue: str, no_ack: bool = False, **kwargs: Any) -> Any:
+        message = super().basic_get(queue, no_ack=no_ack, **kwargs)
+        if message is not None and no_ack:
+            self.delete_claimed(message.delivery_tag)
+        return message
