@@ -1,0 +1,89 @@
+"""Execution pools, looked up by alias or dotted path.
+
+Importing djworker never imports billiard, gevent or eventlet: aliases map to dotted paths that are
+imported only when a worker asks for that pool.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+
+from djworker.concurrency.base import BasePool
+from djworker.exceptions import ConfigurationError, PoolNotAvailable
+
+#: alias -> (dotted path, the pip extra that provides its package or "")
+POOLS: dict[str, tuple[str, str]] = {
+    "solo": ("djworker.concurrency.solo:SoloPool", ""),
+    "threads": ("djworker.concurrency.threads:ThreadPool", ""),
+    "prefork": ("djworker.concurrency.prefork:PreforkPool", "prefork"),
+    "processes": ("djworker.concurrency.prefork:PreforkPool", "prefork"),
+    "gevent": ("djworker.concurrency.gevent:GeventPool", "gevent"),
+    "eventlet": ("djworker.concurrency.eventlet:EventletPool", "eventlet"),
+}
+
+GREEN_POOLS = frozenset({"gevent", "eventlet"})
+CUSTOM_POOL_ENV = "DJWORKER_CUSTOM_POOL"
+
+
+def pool_choices() -> list[str]:
+    return [*POOLS, "custom", "module.path:Class"]
+
+
+def resolve_pool(name: str) -> type[BasePool]:
+    """Return the pool class for an alias, ``custom`` or a ``module:Class`` dotted path."""
+    if name == "custom":
+        path = os.environ.get(CUSTOM_POOL_ENV, "")
+        if not path:
+            raise PoolNotAvailable(
+                f"--pool=custom needs {CUSTOM_POOL_ENV}=module.path:Class in the environment"
+            )
+        return _import_pool_class(path, extra="")
+    if name in POOLS:
+        path, extra = POOLS[name]
+        return _import_pool_class(path, extra=extra)
+    if ":" in name or "." in name:
+        return _import_pool_class(name, extra="")
+    hint = difflib.get_close_matches(name, list(POOLS), n=1)
+    did_you_mean = f" Did you mean {hint[0]!r}?" if hint else ""
+    raise PoolNotAvailable(
+        f"unknown pool {name!r}; choose one of {', '.join(pool_choices())}.{did_you_mean}"
+    )
+
+
+def _import_pool_class(path: str, *, extra: str) -> type[BasePool]:
+    if ":" in path:
+        module_name, _, attr = path.partition(":")
+    else:
+        module_name, _, attr = path.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if extra and exc.name and not exc.name.startswith("djworker"):
+            raise PoolNotAvailable(
+                f"the {extra} pool needs the {exc.name!r} package: pip install 'djworker[{extra}]'"
+            ) from exc
+        raise PoolNotAvailable(f"cannot import pool module {module_name!r}: {exc}") from exc
+    try:
+        cls = getattr(module, attr)
+    except AttributeError as exc:
+        raise PoolNotAvailable(f"module {module_name!r} has no pool class {attr!r}") from exc
+    check_pool_class(cls, path)
+    return cls  # type: ignore[no-any-return]
+
+
+def check_pool_class(cls: object, path: str) -> None:
+    """Refuse a custom pool that does not implement ``BasePool``, naming what is missing."""
+    if not isinstance(cls, type) or not issubclass(cls, BasePool):
+        raise ConfigurationError(
+            f"pool {path!r} must be a subclass of djworker.concurrency.base.BasePool "
+            f"defining start, stop, apply_async, size and busy; got {cls!r}"
+        )
+    missing = sorted(getattr(cls, "__abstractmethods__", ()))
+    if missing:
+        raise ConfigurationError(
+            f"pool {path!r} does not implement BasePool: missing {', '.join(missing)}; "
+            "a pool defines start, stop, apply_async, size and busy "
+            "(see djworker.concurrency.base.BasePool)"
+        )

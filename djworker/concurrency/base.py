@@ -1,0 +1,174 @@
+"""The pool interface every execution pool implements.
+
+A pool runs ``Job`` objects through ``run_job`` (``djworker.execution.execute`` with the pool's
+limit ``guard``, unless a test passes another runner) and reports each ``Outcome`` through
+``on_outcome``, which may be called from any thread.
+The pool never touches the broker: the consumer owns it and acknowledges on the outcome.
+
+The whole interface is declared here. Optional operations raise ``NotSupportedByPool`` unless the
+pool's capability flag says it supports them; nothing is attached to pool instances at run time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any, ClassVar
+
+from django.db import InterfaceError, OperationalError
+
+from djworker.exceptions import ConfigurationError, NotSupportedByPool
+from djworker.job import Job, Limits, Outcome, OutcomeKind
+
+logger = logging.getLogger(__name__)
+
+#: how long a slot waits before handing back a job it could not run for want of a database
+DATABASE_DOWN_PAUSE_S = 1.0
+
+OutcomeCallback = Callable[[Outcome], None]
+Runner = Callable[[Job], Outcome]
+#: wraps the call of the task function to enforce a run's limits
+LimitGuard = Callable[[Limits], AbstractContextManager[object]]
+
+
+class BasePool(ABC):
+    """An execution pool: a number of slots, each running one job at a time."""
+
+    #: the name used with ``--pool`` (custom pools may leave the class name)
+    alias: ClassVar[str] = ""
+    #: runs jobs on greenlets of a monkey-patched process
+    is_green: ClassVar[bool] = False
+    #: jobs run outside the main thread, so OS signals reach the worker promptly
+    signal_safe: ClassVar[bool] = True
+    #: jobs run in child processes
+    uses_processes: ClassVar[bool] = False
+    #: the only size this pool can have, if it has one (used when no concurrency is given)
+    fixed_size: ClassVar[int | None] = None
+    #: ``apply_async`` runs the job before returning (the consumer blocks meanwhile)
+    blocks_consumer: ClassVar[bool] = False
+    #: ``grow``/``shrink`` work, so ``--autoscale`` may be used
+    supports_autoscale: ClassVar[bool] = False
+    #: ``Job.limits.soft_s`` raises ``SoftTimeLimitExceeded`` inside the task
+    supports_soft_time_limit: ClassVar[bool] = False
+    #: ``Job.limits.hard_s`` stops the task and records ``TimeLimitExceeded``
+    supports_hard_time_limit: ClassVar[bool] = False
+    #: ``terminate_job`` stops a running task
+    supports_terminate: ClassVar[bool] = False
+    #: ``max_tasks_per_child`` / ``max_memory_per_child_kib`` replace slots
+    supports_recycling: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        *,
+        size: int,
+        on_outcome: OutcomeCallback,
+        runner: Runner | None = None,
+        max_tasks_per_child: int | None = None,
+        max_memory_per_child_kib: int | None = None,
+    ) -> None:
+        if size < 1:
+            raise ConfigurationError(f"pool size must be a positive integer; got {size!r}")
+        if (max_tasks_per_child or max_memory_per_child_kib) and not self.supports_recycling:
+            raise ConfigurationError(
+                f"the {self.describe()} pool does not recycle its slots; "
+                "--max-tasks-per-child and --max-memory-per-child need --pool=prefork"
+            )
+        self.initial_size = size
+        self.on_outcome = on_outcome
+        self.runner = runner
+        self.max_tasks_per_child = max_tasks_per_child
+        self.max_memory_per_child_kib = max_memory_per_child_kib
+
+    @classmethod
+    def describe(cls) -> str:
+        return cls.alias or f"{cls.__module__}:{cls.__qualname__}"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @abstractmethod
+    def start(self) -> None:
+        """Create the slots. Called once, before the first ``apply_async``."""
+
+    @abstractmethod
+    def stop(self, *, graceful: bool, timeout_s: float | None = None) -> list[Job]:
+        """Stop the pool.
+
+        Graceful: take no more jobs, let running ones finish (up to ``timeout_s``) and report
+        their outcomes. Not graceful: stop now without reporting running jobs. Either way,
+        return the jobs that were accepted but never started, so the consumer can hand them
+        back to the broker.
+        """
+
+    # -- work ------------------------------------------------------------------------------
+
+    @abstractmethod
+    def apply_async(self, job: Job) -> None:
+        """Accept a job; its outcome is reported later through ``on_outcome``."""
+
+    @property
+    @abstractmethod
+    def size(self) -> int:
+        """Number of slots now."""
+
+    @property
+    @abstractmethod
+    def busy(self) -> int:
+        """Number of slots running a job now."""
+
+    def info(self) -> dict[str, Any]:
+        """A JSON-able picture of the pool for banners, heartbeats and the admin."""
+        return {"pool": self.describe(), "size": self.size, "busy": self.busy}
+
+    def run_job(self, job: Job) -> Outcome:
+        """Run one job with the runner, in whichever slot (thread, child, greenlet) runs it.
+
+        ``execute`` records every error a task raises, so an exception here means the worker
+        could not do its own bookkeeping. If the database is unreachable, the job goes back to
+        the broker (after a pause, so a worker whose database is down does not spin on
+        redeliveries). Any other error would repeat on every delivery (a value the result table
+        cannot store, say): the job is recorded FAILED as far as possible and not run again,
+        and its whole envelope is logged.
+        """
+        try:
+            if self.runner is not None:
+                return self.runner(job)
+            from djworker.execution import execute
+
+            return execute(job, guard=self.guard)
+        except (OperationalError, InterfaceError) as exc:
+            logger.error("id=%s database unavailable (%s); handing the task back", job.task_id, exc)
+            time.sleep(DATABASE_DOWN_PAUSE_S)
+            return Outcome(job.token, job.task_id, OutcomeKind.LOST, requeue=True, detail=str(exc))
+        except Exception as exc:
+            logger.exception(
+                "id=%s task=%s could not be recorded by the %s pool; not run again. envelope=%r",
+                job.task_id,
+                job.envelope.get("task"),
+                self.describe(),
+                job.envelope,
+            )
+            from djworker.result_store import record_unrecordable
+
+            record_unrecordable(job.envelope, exc)
+            return Outcome(job.token, job.task_id, OutcomeKind.FAILED, detail=str(exc))
+
+    def guard(self, limits: Limits) -> AbstractContextManager[object]:
+        """Enforce ``limits`` around the task function; pools with time limits override this."""
+        return contextlib.nullcontext()
+
+    # -- optional operations (see the capability flags) -------------------------------------
+
+    def grow(self, n: int = 1) -> None:
+        raise NotSupportedByPool(f"the {self.describe()} pool cannot grow")
+
+    def shrink(self, n: int = 1) -> None:
+        """Remove up to ``n`` idle slots; a busy slot is never stopped."""
+        raise NotSupportedByPool(f"the {self.describe()} pool cannot shrink")
+
+    def terminate_job(self, task_id: str) -> bool:
+        """Stop the running job with this task id; False if no slot runs it."""
+        raise NotSupportedByPool(f"the {self.describe()} pool cannot terminate a running task")

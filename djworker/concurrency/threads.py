@@ -1,0 +1,141 @@
+"""The threads pool: N threads of the worker process, for I/O-bound tasks.
+
+Each slot is a thread taking jobs from one shared queue. Growing starts threads; shrinking puts
+a stop marker on the queue, which only an idle thread can take, so a busy slot is never stopped.
+Each thread closes its own database connections when it exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import queue
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import Any
+
+from django.db import connections
+
+from djworker.concurrency.base import BasePool
+from djworker.concurrency.timelimits import SoftLimitWatchdog
+from djworker.job import Job, Limits
+
+logger = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+class ThreadPool(BasePool):
+    alias = "threads"
+    signal_safe = True
+    supports_autoscale = True
+    supports_soft_time_limit = True
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads: set[threading.Thread] = set()
+        self._target = self.initial_size
+        self._busy = 0
+        self._running: dict[str, int] = {}  # task id -> thread ident
+        self._names = itertools.count(1)
+        self._watchdog = SoftLimitWatchdog()
+        self._stopping = False
+
+    def start(self) -> None:
+        self._start_threads(self.initial_size)
+
+    def _start_threads(self, n: int) -> None:
+        for _ in range(n):
+            thread = threading.Thread(
+                target=self._slot, name=f"djworker-thread-{next(self._names)}", daemon=True
+            )
+            with self._lock:
+                self._threads.add(thread)
+            thread.start()
+
+    def _slot(self) -> None:
+        try:
+            while True:
+                job = self._jobs.get()
+                if job is _STOP:
+                    return
+                with self._lock:
+                    self._busy += 1
+                    self._running[job.task_id] = threading.get_ident()
+                try:
+                    outcome = self.run_job(job)
+                finally:
+                    with self._lock:
+                        self._busy -= 1
+                        self._running.pop(job.task_id, None)
+                self.on_outcome(outcome)
+        finally:
+            connections.close_all()
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+
+    def stop(self, *, graceful: bool, timeout_s: float | None = None) -> list[Job]:
+        self._stopping = True
+        not_started = self._take_queued()
+        with self._lock:
+            threads = list(self._threads)
+        for _ in threads:
+            self._jobs.put(_STOP)
+        if graceful:
+            for thread in threads:
+                thread.join(timeout_s)
+        self._watchdog.stop()
+        return not_started
+
+    def _take_queued(self) -> list[Job]:
+        taken: list[Job] = []
+        while True:
+            try:
+                item = self._jobs.get_nowait()
+            except queue.Empty:
+                return taken
+            if item is not _STOP:
+                taken.append(item)
+
+    def apply_async(self, job: Job) -> None:
+        self._jobs.put(job)
+
+    @property
+    def size(self) -> int:
+        return self._target
+
+    @property
+    def busy(self) -> int:
+        return self._busy
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "threads_alive": len(self._threads)}
+
+    def grow(self, n: int = 1) -> None:
+        self._target += n
+        self._start_threads(n)
+
+    def shrink(self, n: int = 1) -> None:
+        n = min(n, self._target - 1)
+        if n <= 0:
+            return
+        self._target -= n
+        for _ in range(n):
+            self._jobs.put(_STOP)
+
+    def guard(self, limits: Limits) -> AbstractContextManager[object]:
+        if not limits.soft_s:
+            return contextlib.nullcontext()
+        return self._soft_limit(limits.soft_s)
+
+    @contextlib.contextmanager
+    def _soft_limit(self, soft_s: float) -> Iterator[None]:
+        run = self._watchdog.arm(soft_s)
+        try:
+            yield
+        finally:
+            self._watchdog.disarm(run)

@@ -1,0 +1,409 @@
+"""The consumer: the only code that touches the worker's broker connection.
+
+receive -> validate -> hold until due (countdown/ETA) -> hand to the pool -> acknowledge on the
+outcome. Pools report outcomes on a thread-safe queue that the consumer drains on its own
+thread, so kombu objects never cross threads. Prefetch follows the pool size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import logging
+import queue
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import kombu
+from django.utils import timezone
+from kombu.message import Message
+
+from djworker import message, result_store
+from djworker.broker import Broker
+from djworker.concurrency.base import BasePool
+from djworker.conf import WorkerSettings
+from djworker.exceptions import InvalidMessage, TaskExpired, UnknownTask
+from djworker.job import Job, Limits, Outcome, OutcomeKind
+from djworker.task_definition import Task, get_task
+
+logger = logging.getLogger(__name__)
+
+#: how long one loop iteration may wait for the broker when nothing is in flight
+IDLE_WAIT_S = 1.0
+#: how long it waits for the broker while tasks run, so their outcomes are acked promptly
+BUSY_WAIT_S = 0.01
+
+
+@dataclass
+class Delivery:
+    """A received message the consumer still answers for."""
+
+    envelope: dict[str, Any]
+    message: Message
+    acked: bool = False
+    #: its connection was lost: the broker delivers it again, so it is neither acked nor retried
+    orphaned: bool = False
+
+
+class _StopConnecting(Exception):
+    """Raised inside kombu's connection retries to abandon them when the worker is stopping."""
+
+
+class Consumer:
+    """Receives messages for the worker's queues and feeds the pool."""
+
+    def __init__(self, *, broker: Broker, config: WorkerSettings, pool: BasePool) -> None:
+        self.broker = broker
+        self.config = config
+        self.pool = pool
+        self.outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+        # Requests from the control thread, run here because only this thread may touch kombu.
+        self.actions: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
+        #: paused by an operator: start no new message (may be set from any thread)
+        self.hold = config.paused
+        self.queues = list(config.queues)
+        self._deliveries: dict[int, Delivery] = {}
+        self._held: list[tuple[datetime, int]] = []  # (eta, token), soonest first
+        self._tokens = itertools.count(1)
+        self._prefetch = -1
+        self.consuming = False
+        self.connection: kombu.Connection | None = None
+        self._kombu_consumer: kombu.Consumer | None = None
+        self.processed = 0
+        self.failed = 0
+
+    # -- connection --------------------------------------------------------------------------
+
+    def connect(self, should_stop: Callable[[], bool] = lambda: False) -> bool:
+        """Connect and start consuming; False if ``should_stop`` said so before the broker answered.
+
+        kombu calls the callback at least every second while it waits to retry, so a stop
+        signal is honoured even while the broker is unreachable.
+        """
+
+        def give_up_if_stopping() -> None:
+            if should_stop():
+                raise _StopConnecting
+
+        self.connection = self.broker.connection()
+        try:
+            self.connection.ensure_connection(
+                errback=lambda exc, interval: logger.warning(
+                    "broker unreachable (%s); retrying in %.1fs", exc, interval
+                ),
+                max_retries=None,
+                callback=give_up_if_stopping,
+            )
+        except _StopConnecting:
+            logger.warning("stop requested before the broker could be reached")
+            return False
+        channel = self.connection.default_channel
+        self._kombu_consumer = kombu.Consumer(
+            channel,
+            queues=[self.broker.queue(name) for name in self.queues],
+            callbacks=[self._on_message],
+            accept=["json"],
+            on_decode_error=self._on_decode_error,
+        )
+        self.update_prefetch()
+        if not self.hold:
+            self.resume()
+        return True
+
+    @property
+    def recoverable_errors(self) -> tuple[type[BaseException], ...]:
+        """Errors after which a new broker connection lets the worker carry on."""
+        if self.connection is None:
+            return ()
+        return (
+            *self.connection.recoverable_connection_errors,
+            *self.connection.recoverable_channel_errors,
+        )
+
+    def reconnect(self, should_stop: Callable[[], bool] = lambda: False) -> bool:
+        """Start over on a new connection after the old one was lost.
+
+        What the old connection delivered is orphaned: the broker delivers it again (at once
+        on RabbitMQ and ``django://``'s close, after the visibility timeout on Redis), so tasks
+        still running finish without being acknowledged, and messages held for an ETA are
+        dropped here.
+        """
+        for delivery in self._deliveries.values():
+            delivery.orphaned = True
+        for _, token in self._held:
+            self._deliveries.pop(token, None)
+        self._held.clear()
+        self._kombu_consumer = None
+        self._prefetch = -1
+        self.consuming = False
+        self.close()
+        return self.connect(should_stop)
+
+    def close(self) -> None:
+        """Close the connection; the broker gets back any message not acknowledged."""
+        if self.connection is not None:
+            try:
+                self.connection.release()
+            except Exception:
+                logger.warning("error closing the broker connection", exc_info=True)
+            self.connection = None
+
+    def pause(self) -> None:
+        if self.consuming and self._kombu_consumer is not None:
+            try:
+                self._kombu_consumer.cancel()
+            except self.recoverable_errors as exc:
+                # A dead connection consumes nothing anyway; the next iteration reconnects.
+                logger.warning("could not cancel consuming on a lost connection: %s", exc)
+        self.consuming = False
+
+    def resume(self) -> None:
+        if not self.consuming and self._kombu_consumer is not None:
+            self._kombu_consumer.consume()
+        self.consuming = True
+
+    def set_paused(self, paused: bool) -> None:
+        """Stop (or start again) taking new messages; running tasks carry on."""
+        self.hold = paused
+        if paused:
+            self.pause()
+        else:
+            self.resume()
+
+    def add_queue(self, name: str) -> None:
+        if name in self.queues or self._kombu_consumer is None:
+            return
+        self.queues.append(name)
+        self._kombu_consumer.add_queue(self.broker.queue(name))
+        if self.consuming:
+            self._kombu_consumer.consume()
+
+    def cancel_queue(self, name: str) -> None:
+        if name not in self.queues or self._kombu_consumer is None:
+            return
+        self.queues.remove(name)
+        self._kombu_consumer.cancel_by_queue(name)
+
+    def call_soon(self, fn: Callable[[], Any]) -> Future[Any]:
+        """Run ``fn`` on the consumer's thread at its next iteration; safe from any thread."""
+        future: Future[Any] = Future()
+        self.actions.put((fn, future))
+        return future
+
+    def run_actions(self) -> None:
+        while True:
+            try:
+                fn, future = self.actions.get_nowait()
+            except queue.Empty:
+                return
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn())
+            except Exception as exc:
+                logger.exception("control action %r failed", fn)
+                future.set_exception(exc)
+
+    @property
+    def prefetch_slots(self) -> int:
+        """Slots prefetch is sized for: with autoscale, the maximum, so a backlog is visible."""
+        if self.config.autoscale:
+            return max(self.pool.size, self.config.autoscale[1])
+        return self.pool.size
+
+    def update_prefetch(self) -> None:
+        """Prefetch = slots x multiplier, plus the messages held for a later ETA."""
+        multiplier = self.config.prefetch_multiplier
+        count = 0 if multiplier == 0 else self.prefetch_slots * multiplier + len(self._held)
+        if count != self._prefetch and self._kombu_consumer is not None:
+            self._kombu_consumer.qos(prefetch_count=count)
+            self._prefetch = count
+
+    # -- one iteration ------------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._deliveries) - len(self._held)
+
+    def _saturated(self) -> bool:
+        return self._prefetch > 0 and self.in_flight >= self.prefetch_slots * max(
+            self.config.prefetch_multiplier, 1
+        )
+
+    def loop_once(self) -> None:
+        """Acknowledge finished work, release due messages, then wait briefly for more."""
+        self.run_actions()
+        self.drain_outcomes()
+        self._release_due()
+        if not self.consuming or self._saturated():
+            # No new message can arrive; wake as soon as a running task finishes.
+            self.drain_outcomes(block_s=BUSY_WAIT_S * 10 if self.in_flight else IDLE_WAIT_S)
+            return
+        timeout = BUSY_WAIT_S if self.in_flight else IDLE_WAIT_S
+        if self._held:
+            due_in = (self._held[0][0] - timezone.now()).total_seconds()
+            timeout = max(0.0, min(timeout, due_in))
+        assert self.connection is not None
+        with contextlib.suppress(TimeoutError):  # socket.timeout is TimeoutError
+            self.connection.drain_events(timeout=timeout)
+
+    def drain_outcomes(self, block_s: float = 0.0) -> int:
+        """Acknowledge (or requeue, or retry) every reported outcome; returns how many."""
+        handled = 0
+        while True:
+            try:
+                outcome = (
+                    self.outcomes.get(timeout=block_s) if block_s else self.outcomes.get_nowait()
+                )
+            except queue.Empty:
+                return handled
+            block_s = 0.0
+            self._settle(outcome)
+            handled += 1
+
+    def _settle(self, outcome: Outcome) -> None:
+        delivery = self._deliveries.pop(outcome.token, None)
+        if delivery is None:
+            logger.warning("id=%s outcome for an unknown delivery; ignored", outcome.task_id)
+            return
+        self.processed += 1
+        if outcome.kind in (OutcomeKind.FAILED, OutcomeKind.LOST) and not outcome.requeue:
+            self.failed += 1
+        if delivery.orphaned:
+            return
+        if outcome.kind is OutcomeKind.RETRY and outcome.retry_envelope is not None:
+            try:
+                self.broker.publish(outcome.retry_envelope)
+            except Exception:
+                logger.exception(
+                    "id=%s retry could not be published; redelivering", outcome.task_id
+                )
+                self._give_back(delivery)
+                return
+        if outcome.requeue:
+            self._give_back(delivery)
+        elif not delivery.acked:
+            delivery.message.ack()
+
+    def _give_back(self, delivery: Delivery) -> None:
+        """Return a message to its queue; one acknowledged early is published again."""
+        if not delivery.acked:
+            delivery.message.requeue()
+            return
+        try:
+            self.broker.publish(delivery.envelope)
+        except Exception:
+            # The message is gone from the broker and cannot be published: say so in full.
+            logger.exception(
+                "id=%s could not be handed back to the broker; envelope=%r",
+                delivery.envelope["id"],
+                delivery.envelope,
+            )
+
+    # -- receiving ----------------------------------------------------------------------------
+
+    def _on_decode_error(self, msg: Message, exc: Exception) -> None:
+        logger.error(
+            "rejected a message that is not JSON (content_type=%s): %s", msg.content_type, exc
+        )
+        msg.reject()
+
+    def _on_message(self, body: Any, msg: Message) -> None:
+        try:
+            envelope = message.validate(body)
+            task = get_task(envelope["task"])
+        except (InvalidMessage, UnknownTask) as exc:
+            logger.error("rejected message: %s", exc)
+            result_store.record_refused(body, reason=str(exc), exception_class=type(exc).__name__)
+            msg.reject()
+            return
+        if self.hold:
+            # Received just before a pause took effect: back to the queue, untouched.
+            msg.requeue()
+            return
+        token = next(self._tokens)
+        self._deliveries[token] = Delivery(envelope, msg)
+        eta = message.parse_time(envelope.get("eta"), "eta")
+        if eta is not None and eta > timezone.now():
+            heapq.heappush(self._held, (eta, token))
+            self.update_prefetch()
+            return
+        self._dispatch(token, task)
+
+    def _release_due(self) -> None:
+        if self.hold:
+            return
+        released = False
+        now = timezone.now()
+        while self._held and self._held[0][0] <= now:
+            _, token = heapq.heappop(self._held)
+            released = True
+            delivery = self._deliveries[token]
+            self._dispatch(token, get_task(delivery.envelope["task"]))
+        if released:
+            self.update_prefetch()
+
+    def _dispatch(self, token: int, task: Task[Any, Any]) -> None:
+        delivery = self._deliveries[token]
+        envelope = delivery.envelope
+        expires = message.parse_time(envelope.get("expires"), "expires")
+        if expires is not None and expires <= timezone.now():
+            reason = f"expired at {expires.isoformat()} before it could run"
+            logger.warning("task=%s id=%s state=FAILED %s", task.name, envelope["id"], reason)
+            result_store.record_refused(
+                envelope, reason=reason, exception_class=TaskExpired.__name__
+            )
+            del self._deliveries[token]
+            delivery.message.ack()
+            return
+        if not task.acks_late:
+            delivery.message.ack()
+            delivery.acked = True
+        self.pool.apply_async(
+            Job(
+                token,
+                envelope,
+                limits=self.limits_for(task, envelope),
+                hostname=self.config.hostname,
+            )
+        )
+
+    def limits_for(self, task: Task[Any, Any], envelope: dict[str, Any]) -> Limits:
+        """The call's limits, else the task's, else the worker's."""
+        hard = envelope.get("time_limit") or task.time_limit or self.config.time_limit_s
+        soft = (
+            envelope.get("soft_time_limit") or task.soft_time_limit or self.config.soft_time_limit_s
+        )
+        if hard and soft and soft >= hard:
+            soft = None  # the hard limit comes first; a later soft limit could never fire
+        return Limits(soft_s=soft, hard_s=hard)
+
+    # -- shutdown -----------------------------------------------------------------------------
+
+    def give_back_unstarted(self, jobs: list[Job]) -> None:
+        """Hand back jobs a stopping pool never started, and messages held for an ETA."""
+        for job in jobs:
+            delivery = self._deliveries.pop(job.token, None)
+            if delivery is not None:
+                self._give_back(delivery)
+        while self._held:
+            _, token = heapq.heappop(self._held)
+            delivery = self._deliveries.pop(token, None)
+            if delivery is not None:
+                self._give_back(delivery)
+        if jobs:
+            logger.info("handed %d unstarted task(s) back to the broker", len(jobs))
+
+    def wait_idle(self, *, should_stop: Callable[[], bool]) -> bool:
+        """Settle outcomes until every running task has reported; False if told to stop first."""
+        while self._deliveries:
+            if should_stop():
+                return False
+            self.run_actions()  # control commands still get their answer while we wait
+            self.drain_outcomes(block_s=0.1)
+        self.run_actions()
+        return True

@@ -1,0 +1,231 @@
+"""``execute(job)``: running one task, the same way in every pool.
+
+Database hygiene, result rows, retries and signals are written here once. Pools wrap this with
+their own limit enforcement; they report ``execute``'s ``Outcome`` back to the consumer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import time
+import traceback as traceback_module
+from contextlib import AbstractContextManager
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.db import close_old_connections
+from django.utils import timezone
+
+from djworker import message, result_store, signals
+from djworker.exceptions import UnknownTask, WorkerLost
+from djworker.job import Job, Limits, Outcome, OutcomeKind
+from djworker.task_definition import Task, get_task
+
+if TYPE_CHECKING:
+    from djworker.concurrency.base import LimitGuard
+
+logger = logging.getLogger(__name__)
+
+
+def execute(job: Job, guard: LimitGuard | None = None) -> Outcome:
+    """Run the task named by the job's envelope and record what happened.
+
+    Connections are handled as Django handles them around a request: stale or broken ones are
+    closed before and after (``CONN_MAX_AGE`` and ``CONN_HEALTH_CHECKS`` honoured).
+    """
+    close_old_connections()
+    try:
+        return _execute(job, guard or _no_guard)
+    finally:
+        close_old_connections()
+
+
+def _no_guard(limits: Limits) -> AbstractContextManager[object]:
+    return contextlib.nullcontext()
+
+
+def _execute(job: Job, guard: LimitGuard) -> Outcome:
+    envelope = job.envelope
+    try:
+        task = get_task(envelope["task"])
+    except UnknownTask as exc:
+        result_store.record_refused(envelope, reason=str(exc), exception_class="UnknownTask")
+        return Outcome(job.token, job.task_id, OutcomeKind.FAILED, detail=str(exc))
+
+    started_at = timezone.now()
+    if not task.ignore_result:
+        result_store.record_started(envelope, hostname=job.hostname, started_at=started_at)
+    signals.send_robust(
+        signals.task_prerun,
+        task,
+        task_id=job.task_id,
+        args=envelope["args"],
+        kwargs=envelope["kwargs"],
+    )
+    wall_start = time.perf_counter()
+    cpu_start = time.thread_time()
+    try:
+        with guard(job.limits):
+            value = task.func(*envelope["args"], **envelope["kwargs"])
+        _ensure_json_result(value, task)
+    except (Exception, KeyboardInterrupt, SystemExit) as exc:
+        timing = {
+            "cpu_time_s": time.thread_time() - cpu_start,
+            "wall_time_s": time.perf_counter() - wall_start,
+        }
+        return _on_error(job, task, exc, started_at=started_at, **timing)
+    cpu_time_s = time.thread_time() - cpu_start
+    wall_time_s = time.perf_counter() - wall_start
+    if not task.ignore_result:
+        result_store.record_success(
+            envelope,
+            value=value,
+            hostname=job.hostname,
+            started_at=started_at,
+            cpu_time_s=cpu_time_s,
+            wall_time_s=wall_time_s,
+        )
+    logger.info(
+        "task=%s id=%s state=SUCCESSFUL wall_s=%.3f cpu_s=%.3f",
+        task.name,
+        job.task_id,
+        wall_time_s,
+        cpu_time_s,
+    )
+    signals.send_robust(signals.task_success, task, task_id=job.task_id, result=value)
+    signals.send_robust(signals.task_postrun, task, task_id=job.task_id, status="SUCCESSFUL")
+    return Outcome(job.token, job.task_id, OutcomeKind.SUCCEEDED)
+
+
+def _ensure_json_result(value: Any, task: Task[Any, Any]) -> None:
+    if task.ignore_result:
+        return
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"task {task.name!r} returned a value JSON cannot carry: {exc}") from None
+
+
+def _on_error(
+    job: Job,
+    task: Task[Any, Any],
+    exc: BaseException,
+    *,
+    started_at: Any,
+    cpu_time_s: float,
+    wall_time_s: float,
+) -> Outcome:
+    envelope = job.envelope
+    trace = traceback_module.format_exc()
+    attempt = envelope["attempt"]
+    will_retry = isinstance(exc, task.autoretry_for) and (
+        task.max_retries is None or attempt < task.max_retries
+    )
+    result_store.record_failure(
+        envelope,
+        exception_class=type(exc).__qualname__,
+        exception_message=str(exc),
+        traceback=trace,
+        hostname=job.hostname,
+        started_at=started_at,
+        cpu_time_s=cpu_time_s,
+        wall_time_s=wall_time_s,
+        will_retry=will_retry,
+    )
+    if will_retry:
+        countdown = retry_countdown(task, attempt)
+        retry = dict(envelope)
+        retry["attempt"] = attempt + 1
+        retry["eta"] = (timezone.now() + timedelta(seconds=countdown)).isoformat()
+        message.validate(retry)
+        logger.warning(
+            "task=%s id=%s state=READY retry=%d/%s in_s=%.1f error=%s",
+            task.name,
+            job.task_id,
+            attempt + 1,
+            task.max_retries,
+            countdown,
+            type(exc).__name__,
+        )
+        signals.send_robust(
+            signals.task_retry, task, task_id=job.task_id, exception=exc, countdown_s=countdown
+        )
+        signals.send_robust(signals.task_postrun, task, task_id=job.task_id, status="READY")
+        return Outcome(
+            job.token,
+            job.task_id,
+            OutcomeKind.RETRY,
+            retry_envelope=retry,
+            retry_countdown_s=countdown,
+        )
+    logger.error(
+        "task=%s id=%s state=FAILED error=%s: %s", task.name, job.task_id, type(exc).__name__, exc
+    )
+    signals.send_robust(
+        signals.task_failure, task, task_id=job.task_id, exception=exc, traceback=trace
+    )
+    signals.send_robust(signals.task_postrun, task, task_id=job.task_id, status="FAILED")
+    return Outcome(
+        job.token, job.task_id, OutcomeKind.FAILED, detail=f"{type(exc).__name__}: {exc}"
+    )
+
+
+def retry_countdown(task: Task[Any, Any], attempt: int) -> float:
+    """Seconds before retry number ``attempt + 1``: exponential backoff when asked for."""
+    if not task.retry_backoff:
+        return float(task.default_retry_delay)
+    base = 1.0 if task.retry_backoff is True else float(task.retry_backoff)
+    countdown = min(task.retry_backoff_max, base * (2**attempt))
+    if task.retry_jitter:
+        # Full jitter spreads a burst of failing tasks instead of retrying them in lock step.
+        countdown = random.uniform(0, countdown)
+    return countdown
+
+
+def lost_outcome(
+    job: Job, *, reason: str, exit_status: str = "", exception_class: str = ""
+) -> Outcome:
+    """Record a job whose slot died or was stopped, and say whether to redeliver it.
+
+    Called by pools in the worker's main process, after the slot was stopped. A task with
+    ``reject_on_worker_lost`` goes back to the broker; any other is recorded FAILED, so a task
+    that kills its process cannot loop forever. A run that stored its own outcome just before
+    its slot was stopped (a hard limit reached as the task returned) keeps that outcome.
+    """
+    envelope = job.envelope
+    finished = result_store.finished_status(job.task_id)
+    if finished is not None:
+        logger.warning(
+            "task=%s id=%s ended %s before its slot was stopped (%s); keeping that outcome",
+            envelope["task"],
+            job.task_id,
+            finished,
+            reason,
+        )
+        kind = OutcomeKind.SUCCEEDED if finished == "SUCCESSFUL" else OutcomeKind.FAILED
+        return Outcome(job.token, job.task_id, kind, detail=reason)
+    name = exception_class or WorkerLost.__name__
+    try:
+        task: Task[Any, Any] | None = get_task(envelope["task"])
+    except UnknownTask:
+        task = None
+    requeue = bool(task and task.reject_on_worker_lost and name == WorkerLost.__name__)
+    result_store.record_failure(
+        envelope,
+        exception_class=name,
+        exception_message=reason,
+        hostname=job.hostname,
+        exit_status=exit_status,
+        will_retry=requeue,
+    )
+    logger.error(
+        "task=%s id=%s state=%s lost: %s",
+        envelope["task"],
+        job.task_id,
+        "READY" if requeue else "FAILED",
+        reason,
+    )
+    return Outcome(job.token, job.task_id, OutcomeKind.LOST, requeue=requeue, detail=reason)

@@ -1,0 +1,107 @@
+"""The worker's row in the ``Worker`` table: registered at start, kept by the heartbeat.
+
+The control thread calls ``beat()`` every tick; the row is written when something an operator
+sees has changed, and at least every ``heartbeat_interval_s`` so a silent worker turns stale.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.utils import timezone
+
+from djworker.models import CommandStatus, ControlCommand, Worker, WorkerConfig, WorkerState
+
+logger = logging.getLogger(__name__)
+
+
+def resident_memory_kib() -> int:
+    """Resident memory of this process now (peak on systems without ``/proc``)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") // 1024
+    except (OSError, ValueError, IndexError):
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+class Heartbeat:
+    """Writes one worker's ``Worker`` row; ``snapshot()`` says what the row should show."""
+
+    def __init__(
+        self,
+        *,
+        hostname: str,
+        interval_s: float,
+        snapshot: Callable[[], dict[str, Any]],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.hostname = hostname
+        self.interval_s = interval_s
+        self.snapshot = snapshot
+        self.clock = clock
+        self.row_id: int | None = None
+        self._written: dict[str, Any] | None = None
+        self._written_at = 0.0
+
+    def register(self, config: WorkerConfig | None) -> Worker:
+        """Create or take over this hostname's row; commands left for a previous process fail."""
+        now = timezone.now()
+        row, _ = Worker.objects.update_or_create(
+            hostname=self.hostname,
+            defaults={
+                **self.snapshot(),
+                "config": config,
+                "rss_kib": resident_memory_kib(),
+                "started_at": now,
+                "last_heartbeat": now,
+                "heartbeat_interval_s": self.interval_s,
+                "state": WorkerState.ONLINE,
+                "scale_events": [],
+            },
+        )
+        self.row_id = row.pk
+        ControlCommand.objects.filter(
+            worker=row, status__in=(CommandStatus.PENDING, CommandStatus.RUNNING)
+        ).update(
+            status=CommandStatus.FAILED,
+            finished_at=now,
+            message="the worker restarted before carrying this out",
+        )
+        self._written = self.snapshot()
+        self._written_at = self.clock()
+        return row
+
+    def beat(self) -> None:
+        if self.row_id is None:
+            return
+        snapshot = self.snapshot()
+        now = self.clock()
+        if snapshot == self._written and now - self._written_at < self.interval_s:
+            return
+        Worker.objects.filter(pk=self.row_id).update(
+            **snapshot,
+            rss_kib=resident_memory_kib(),
+            last_heartbeat=timezone.now(),
+            state=WorkerState.ONLINE,
+        )
+        self._written = snapshot
+        self._written_at = now
+
+    def stopped(self) -> None:
+        """Say the worker stopped on purpose, so the admin does not show it as stale."""
+        if self.row_id is None:
+            return
+        try:
+            Worker.objects.filter(pk=self.row_id).update(
+                **{**self.snapshot(), "busy": 0},
+                last_heartbeat=timezone.now(),
+                state=WorkerState.STOPPED,
+            )
+        except Exception:
+            logger.warning("worker=%s could not record its stop", self.hostname, exc_info=True)

@@ -1,0 +1,169 @@
+"""``manage.py runworker``: validate options at the edge, resolve the config, run a Worker."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from djworker import conf
+from djworker.exceptions import ConfigurationError
+
+
+def _arg(parse: Callable[..., Any], flag: str) -> Callable[[str], Any]:
+    """Adapt a ``conf`` parser to argparse, so bad values are refused with its message."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text, name=flag)
+        except ConfigurationError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = flag  # argparse names the type in some errors
+    return convert
+
+
+class Command(BaseCommand):
+    help = "Run a djworker worker: consume the queues and run tasks in the chosen pool."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "-P",
+            "--pool",
+            type=_arg(conf.parse_pool, "--pool"),
+            help="solo, threads, prefork (alias processes), gevent, eventlet, custom, or a "
+            "module.path:Class (default: threads)",
+        )
+        parser.add_argument(
+            "-c",
+            "--concurrency",
+            type=_arg(conf.parse_positive_int, "--concurrency"),
+            help="number of pool slots (default: the number of CPUs; 1 for solo)",
+        )
+        parser.add_argument(
+            "--autoscale",
+            type=_arg(conf.parse_autoscale, "--autoscale"),
+            metavar="MIN,MAX",
+            help="let the pool size follow demand between two bounds, in either order: 1,3",
+        )
+        parser.add_argument(
+            "--autoscale-keepalive",
+            dest="autoscale_keepalive_s",
+            type=_arg(conf.parse_seconds, "--autoscale-keepalive"),
+            metavar="SECONDS",
+            help="seconds without need before an autoscaled pool shrinks (default: 30)",
+        )
+        parser.add_argument(
+            "--config",
+            dest="config_name",
+            default="default",
+            type=_arg(conf.parse_text, "--config"),
+            metavar="NAME",
+            help="the pool settings profile (admin) to follow live; created with the "
+            "defaults if missing (default: default)",
+        )
+        parser.add_argument(
+            "-Q",
+            "--queues",
+            type=_arg(conf.parse_queues, "--queues"),
+            help="comma-separated queues to consume (default: default)",
+        )
+        parser.add_argument("-n", "--hostname", type=_arg(conf.parse_text, "--hostname"))
+        parser.add_argument(
+            "-l",
+            "--loglevel",
+            type=_arg(conf.parse_loglevel, "--loglevel"),
+            help=f"one of {', '.join(conf.LOG_LEVELS)} (default: INFO)",
+        )
+        parser.add_argument(
+            "--prefetch-multiplier",
+            type=_arg(conf.parse_multiplier, "--prefetch-multiplier"),
+            help="messages reserved per pool slot; 0 means no limit (default: 4)",
+        )
+        parser.add_argument(
+            "--max-tasks-per-child",
+            type=_arg(conf.parse_positive_int, "--max-tasks-per-child"),
+            help="replace a pool process after this many tasks (prefork)",
+        )
+        parser.add_argument(
+            "--max-memory-per-child",
+            dest="max_memory_per_child_kib",
+            type=_arg(conf.parse_size_kib, "--max-memory-per-child"),
+            metavar="SIZE",
+            help="replace a pool process whose resident memory exceeds SIZE after its task: "
+            "KiB, or a size such as 200MB (prefork)",
+        )
+        parser.add_argument(
+            "--time-limit",
+            dest="time_limit_s",
+            type=_arg(conf.parse_seconds, "--time-limit"),
+            metavar="SECONDS",
+            help="hard time limit for every task",
+        )
+        parser.add_argument(
+            "--soft-time-limit",
+            dest="soft_time_limit_s",
+            type=_arg(conf.parse_seconds, "--soft-time-limit"),
+            metavar="SECONDS",
+            help="soft time limit: raises SoftTimeLimitExceeded inside the task",
+        )
+        parser.add_argument(
+            "--broker",
+            dest="broker_url",
+            type=_arg(conf.parse_text, "--broker"),
+            help="broker URL, overriding settings.DJWORKER['BROKER_URL']",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        from django.db import connections
+
+        from djworker.control import profile_settings
+        from djworker.worker import Worker
+
+        cli = {field: options.get(field) for field in conf.OPTIONS_BY_FIELD}
+        name = options["config_name"]
+        try:
+            admin = profile_settings(name)
+            connections.close_all()
+            config = conf.load_config(cli=cli, admin=admin, config_name=name)
+            configure_logging(config.loglevel)
+            self.ensure_patched(config.pool)
+            worker = Worker(config, stdout=self.stdout)
+        except ConfigurationError as exc:
+            raise CommandError(str(exc)) from exc
+        try:
+            code = worker.run()
+        except ConfigurationError as exc:  # found only when the pool starts (e.g. memory limits)
+            raise CommandError(str(exc)) from exc
+        if code:
+            raise SystemExit(code)
+
+    def ensure_patched(self, pool: str) -> None:
+        """Start again through ``python -m djworker`` if a green pool finds us unpatched."""
+        from djworker import green
+        from djworker.concurrency import resolve_pool
+
+        # A missing gevent/eventlet package is reported here, naming the extra to install.
+        resolve_pool(pool)
+        if pool in green.GREEN and green.patched != pool:
+            self.stderr.write(
+                f"djworker: starting again through `python -m djworker` so {pool} can patch the "
+                "standard library before Django is imported"
+            )
+            green.reexec_patched(pool, sys.argv)
+
+
+def configure_logging(level: str) -> None:
+    """Apply --loglevel; give djworker's logger a handler if the project set none."""
+    djworker_logger = logging.getLogger("djworker")
+    djworker_logger.setLevel(level)
+    if not djworker_logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(
+            logging.Formatter("[%(asctime)s %(levelname)s/%(processName)s] %(name)s: %(message)s")
+        )
+        djworker_logger.addHandler(handler)
