@@ -1,0 +1,449 @@
+"""The prefork pool: N forked child processes, for CPU-bound tasks and isolation.
+
+The worker (the parent) consumes, dispatches and collects; it never runs a task. Each child has
+one duplex pipe to the parent and runs one job at a time. A collector thread in the parent waits
+on every pipe and every child's exit sentinel at once, so the main thread never blocks on a
+child. Because the parent sends a job only to an idle child, it always knows which job each child
+runs: a child's death maps to exactly one job, which is recorded FAILED (or redelivered, with
+``reject_on_worker_lost``) with the child's exit signal or code.
+
+Hard time limits are enforced by the collector (it kills the child's whole process group); soft
+limits by a timer inside the child (``timelimits.alarm_soft_limit``). Replacement children are
+forked by the collector thread, which closes its database connections first (see ``djworker.db``).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import gc
+import itertools
+import logging
+import os
+import threading
+import time
+from contextlib import AbstractContextManager
+from multiprocessing.connection import wait
+from typing import Any
+
+from django.db import close_old_connections
+
+from djworker import db
+from djworker.concurrency.base import BasePool
+from djworker.concurrency.prefork_child import child_guard, child_main
+from djworker.concurrency.prefork_process import Child, describe_exit, kill_group
+from djworker.exceptions import ConfigurationError
+from djworker.job import Job, Limits, Outcome, OutcomeKind
+
+logger = logging.getLogger(__name__)
+
+#: how long ``start`` waits for the first children to report ready
+READY_TIMEOUT_S = 60.0
+#: the collector wakes at least this often even when nothing happens
+COLLECT_INTERVAL_S = 1.0
+
+
+class PreforkPool(BasePool):
+    """Runs each job in one of N forked child processes (``--pool=prefork``)."""
+
+    alias = "prefork"
+    uses_processes = True
+    supports_autoscale = True
+    supports_soft_time_limit = True
+    supports_hard_time_limit = True
+    supports_terminate = True
+    supports_recycling = True
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        import billiard
+
+        self._ctx = billiard.get_context("fork")
+        self._lock = threading.RLock()
+        self._children: dict[int, Child] = {}  # by pid
+        self._pending: collections.deque[Job] = collections.deque()
+        self._target = self.initial_size
+        self._slots = itertools.count(1)
+        self._stopping = False
+        self._closed = False
+        self._wake_r, self._wake_w = os.pipe()
+        self._collector = threading.Thread(
+            target=self._collect, name="djworker-prefork-collector", daemon=True
+        )
+        self.children_started = 0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        db.track_connections()
+        # Import in the parent what every child would otherwise import on its first task.
+        import djworker.execution
+        import djworker.result_store  # noqa: F401
+
+        for _ in range(self.initial_size):
+            self._spawn()
+        self._wait_first_ready()
+        self._collector.start()
+
+    def _wait_first_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        with self._lock:
+            children = list(self._children.values())
+        for child in children:
+            while not child.ready and time.monotonic() < deadline:
+                if child.conn.poll(0.05):
+                    self._read(child)
+                elif not child.process.is_alive():
+                    break
+        limit = self.max_memory_per_child_kib
+        fresh = max((c.rss_kib for c in children if c.ready), default=0)
+        if limit and fresh > limit:
+            self.stop(graceful=False)
+            raise ConfigurationError(
+                f"--max-memory-per-child={limit} KiB is below the {fresh} KiB a freshly started "
+                f"pool process already uses, so every process would be replaced after each task; "
+                f"use a limit above {fresh} KiB, such as {fresh * 3 // 2 // 1024 + 1}MB"
+            )
+
+    def stop(self, *, graceful: bool, timeout_s: float | None = None) -> list[Job]:
+        with self._lock:
+            self._stopping = True
+            unstarted = list(self._pending)
+            self._pending.clear()
+            children = list(self._children.values())
+            for child in children:
+                if child.job is None and not child.retiring:
+                    self._retire(child)
+        if not graceful:
+            for child in children:
+                child.reported = True  # running jobs go back to the broker: nothing to record
+                kill_group(child.pid)
+            self._close(join_s=2.0)
+            return unstarted
+        if timeout_s:
+            deadline = time.monotonic() + timeout_s
+            while self._alive() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            with self._lock:
+                left = list(self._children.values())
+            for child in left:
+                logger.warning(
+                    "pool process pid=%s did not exit in %ss; killing it", child.pid, timeout_s
+                )
+                kill_group(child.pid)
+            self._close(join_s=5.0)
+        return unstarted
+
+    def _alive(self) -> int:
+        with self._lock:
+            return len(self._children)
+
+    def _close(self, *, join_s: float) -> None:
+        self._closed = True
+        self._wake()
+        if self._collector.is_alive() and threading.current_thread() is not self._collector:
+            self._collector.join(join_s)
+        with self._lock:
+            for child in list(self._children.values()):
+                child.process.join(0.5)
+                if child.process.exitcode is not None:
+                    self._children.pop(child.pid, None)
+                    child.conn.close()
+
+    # -- work ------------------------------------------------------------------------------------
+
+    def apply_async(self, job: Job) -> None:
+        with self._lock:
+            self._pending.append(job)
+            self._dispatch()
+
+    @property
+    def size(self) -> int:
+        return self._target
+
+    @property
+    def busy(self) -> int:
+        with self._lock:
+            return sum(1 for c in self._children.values() if c.job is not None)
+
+    def info(self) -> dict[str, Any]:
+        with self._lock:
+            processes = [
+                {
+                    "pid": c.pid,
+                    "slot": c.slot,
+                    "tasks_done": c.tasks_done,
+                    "rss_kib": c.rss_kib,
+                    "task_id": c.job.task_id if c.job else None,
+                }
+                for c in self._children.values()
+            ]
+            queued = len(self._pending)
+        return {
+            **super().info(),
+            "processes": processes,
+            "queued": queued,
+            "children_started": self.children_started,
+        }
+
+    def guard(self, limits: Limits) -> AbstractContextManager[object]:
+        return child_guard(limits)
+
+    def grow(self, n: int = 1) -> None:
+        with self._lock:
+            self._target += n
+        self._wake()
+
+    def shrink(self, n: int = 1) -> None:
+        with self._lock:
+            self._target -= max(0, min(n, self._target - 1))
+            self._balance()
+
+    def terminate_job(self, task_id: str) -> bool:
+        with self._lock:
+            child = next(
+                (c for c in self._children.values() if c.job and c.job.task_id == task_id), None
+            )
+            if child is None or child.job is None:
+                return False
+            job = child.job
+            child.job, child.reported, child.retiring = None, True, True
+            kill_group(child.pid)
+        self._report_lost(
+            job,
+            reason="terminated on request",
+            exit_status="signal 9 (SIGKILL)",
+            exception_class="Terminated",
+        )
+        self._wake()
+        return True
+
+    # -- children ----------------------------------------------------------------------------------
+
+    def _spawn(self) -> Child:
+        """Fork one child. The forking thread first closes its database connections."""
+        db.close_before_fork()
+        # Objects from before the fork stay out of the child's collections: fewer copied pages.
+        gc.freeze()
+        parent_end, child_end = self._ctx.Pipe(duplex=True)
+        slot = next(self._slots)
+        process = self._ctx.Process(
+            target=self._child_entry,
+            args=(child_end, slot, os.getpid()),
+            name=f"djworker-pool-{slot}",
+            daemon=False,  # tasks may start processes of their own
+        )
+        process.start()
+        # The child keeps its frozen copy. The parent lives on and forks again: left frozen, the
+        # garbage cycles it holds now could never be collected, and each fork would add more.
+        gc.unfreeze()
+        child_end.close()
+        with contextlib.suppress(OSError):
+            os.setpgid(
+                process.pid, process.pid
+            )  # also done in the child; whichever runs first wins
+        child = Child(slot=slot, process=process, conn=parent_end)
+        with self._lock:
+            self._children[child.pid] = child
+        self.children_started += 1
+        logger.debug("pool process slot=%d pid=%s started", slot, child.pid)
+        return child
+
+    def _child_entry(self, conn: Any, slot: int, parent_pid: int) -> None:
+        # Close what belongs to the parent and the siblings, so a dead parent reads as EOF.
+        for other in list(self._children.values()):
+            with contextlib.suppress(OSError):
+                other.conn.close()
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        child_main(
+            conn,
+            slot=slot,
+            parent_pid=parent_pid,
+            run_job=self.run_job,
+            max_tasks=self.max_tasks_per_child,
+            max_memory_kib=self.max_memory_per_child_kib,
+        )
+
+    def _retire(self, child: Child) -> None:
+        child.retiring = True
+        with contextlib.suppress(OSError, ValueError):
+            child.conn.send(None)
+
+    def _balance(self) -> None:
+        """Retire idle children above the target size (a busy one is never stopped)."""
+        live = [c for c in self._children.values() if not c.retiring]
+        for child in live[self._target :]:
+            if child.idle:
+                self._retire(child)
+
+    def _dispatch(self) -> None:
+        """Send queued jobs to idle children only (fair dispatch). Caller holds the lock."""
+        if self._stopping:
+            return
+        for child in self._children.values():
+            if not self._pending:
+                return
+            if not child.idle:
+                continue
+            job = self._pending.popleft()
+            try:
+                child.conn.send(job)
+            except (OSError, ValueError):
+                self._pending.appendleft(job)
+                child.retiring = True  # it is dying; the collector reaps it
+                continue
+            child.job = job
+            child.deadline = time.monotonic() + job.limits.hard_s if job.limits.hard_s else None
+
+    # -- the collector thread ----------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+
+    def _collect(self) -> None:
+        try:
+            while not self._closed:
+                self._collect_once()
+        except Exception:
+            logger.exception("the prefork collector failed; pool processes will be killed")
+            for child in list(self._children.values()):
+                kill_group(child.pid)
+        finally:
+            from django.db import connections
+
+            connections.close_all()
+
+    def _collect_once(self) -> None:
+        with self._lock:
+            children = list(self._children.values())
+            deadlines = [c.deadline for c in children if c.job is not None and c.deadline]
+        timeout = COLLECT_INTERVAL_S
+        if deadlines:
+            timeout = max(0.0, min(timeout, min(deadlines) - time.monotonic()))
+        waitables: list[Any] = [self._wake_r]
+        for child in children:
+            waitables += [child.conn, child.process.sentinel]
+        ready = wait(waitables, timeout)
+        if self._wake_r in ready:
+            os.read(self._wake_r, 4096)
+        for child in children:
+            if child.conn in ready:
+                self._read(child)
+        for child in children:
+            if child.process.sentinel in ready:
+                self._on_exit(child)
+        self._enforce_hard_limits()
+        self._maintain()
+        with self._lock:
+            self._dispatch()
+
+    def _read(self, child: Child) -> None:
+        while True:
+            try:
+                if not child.conn.poll():
+                    return
+                message = child.conn.recv()
+            except (EOFError, OSError):
+                return
+            if message[0] == "ready":
+                with self._lock:
+                    child.ready, child.rss_kib = True, message[1]
+                    self._dispatch()
+                continue
+            _, outcome, rss_kib, retiring = message
+            with self._lock:
+                child.rss_kib = rss_kib
+                child.tasks_done += 1
+                already_reported = child.reported or child.job is None
+                child.job, child.deadline = None, None
+                if retiring:
+                    child.retiring = True
+                elif self._stopping:
+                    self._retire(child)
+                else:
+                    self._balance()
+                self._dispatch()
+            if not already_reported:
+                self.on_outcome(outcome)
+
+    def _on_exit(self, child: Child) -> None:
+        self._read(child)  # an outcome sent just before exiting still counts
+        child.process.join(1.0)
+        status = describe_exit(child.process.exitcode)
+        with self._lock:
+            self._children.pop(child.pid, None)
+            job = None if child.reported else child.job
+            child.job = None
+        child.conn.close()
+        kill_group(child.pid)  # grandchildren left behind go with their parent
+        if job is not None:
+            logger.error(
+                "pool process pid=%s died running id=%s: %s", child.pid, job.task_id, status
+            )
+            self._report_lost(
+                job,
+                reason=f"the pool process (pid {child.pid}) running the task exited with {status}",
+                exit_status=status,
+            )
+        elif not child.retiring and not self._stopping:
+            logger.warning("pool process pid=%s exited unexpectedly with %s", child.pid, status)
+        else:
+            logger.debug(
+                "pool process pid=%s retired after %d task(s)", child.pid, child.tasks_done
+            )
+
+    def _enforce_hard_limits(self) -> None:
+        now = time.monotonic()
+        expired: list[Job] = []
+        with self._lock:
+            for child in self._children.values():
+                if child.job is not None and child.deadline is not None and now >= child.deadline:
+                    expired.append(child.job)
+                    child.job, child.deadline = None, None
+                    child.reported, child.retiring = True, True
+                    kill_group(child.pid)
+        for job in expired:
+            self._report_lost(
+                job,
+                reason=f"hard time limit of {job.limits.hard_s}s exceeded",
+                exit_status="signal 9 (SIGKILL)",
+                exception_class="TimeLimitExceeded",
+            )
+
+    def _maintain(self) -> None:
+        """Fork replacements until the live children reach the target size."""
+        while not self._stopping and not self._closed:
+            with self._lock:
+                live = sum(1 for c in self._children.values() if not c.retiring)
+            if live >= self._target:
+                return
+            try:
+                self._spawn()
+            except Exception:
+                logger.exception(
+                    "could not start a pool process; retrying in %ss", COLLECT_INTERVAL_S
+                )
+                return
+
+    def _report_lost(
+        self, job: Job, *, reason: str, exit_status: str, exception_class: str = ""
+    ) -> None:
+        from djworker.execution import lost_outcome
+
+        # The parent's own database use is treated like a request too: never a stale connection.
+        close_old_connections()
+        try:
+            outcome = lost_outcome(
+                job, reason=reason, exit_status=exit_status, exception_class=exception_class
+            )
+        except Exception as exc:
+            logger.exception("id=%s could not record the lost task; redelivering it", job.task_id)
+            outcome = Outcome(
+                job.token, job.task_id, OutcomeKind.LOST, requeue=True, detail=str(exc)
+            )
+        finally:
+            close_old_connections()
+        self.on_outcome(outcome)
