@@ -1,0 +1,85 @@
+"""Task results in the admin: listed, filtered and inspected, never edited."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from djworker.models import TaskResult
+
+
+@admin.register(TaskResult)
+class TaskResultAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "task_name",
+        "status",
+        "queue",
+        "worker_hostname",
+        "attempts",
+        "enqueued_at",
+        "finished_at",
+        "wall_time_s",
+    )
+    list_filter = ("status", "task_name", "queue", "worker_hostname")
+    search_fields = ("id", "task_name", "exception_class")
+    date_hierarchy = "enqueued_at"
+    list_per_page = 50
+    fieldsets = (
+        (None, {"fields": ("id", "task_name", "status", "queue", "priority", "worker_hostname")}),
+        ("Call", {"fields": ("arguments", "run_after")}),
+        (
+            "Outcome",
+            {
+                "fields": (
+                    "result_json",
+                    "exception_class",
+                    "exception_message",
+                    "traceback_block",
+                    "exit_status",
+                )
+            },
+        ),
+        (
+            "Timing",
+            {
+                "fields": (
+                    "attempts",
+                    "enqueued_at",
+                    "started_at",
+                    "finished_at",
+                    "cpu_time_s",
+                    "wall_time_s",
+                )
+            },
+        ),
+    )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [str(f) for _, options in self.fieldsets for f in options["fields"]]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="arguments")
+    def arguments(self, obj: TaskResult) -> str:
+        return format_html("<pre>args={}\nkwargs={}</pre>", _pretty(obj.args), _pretty(obj.kwargs))
+
+    @admin.display(description="result")
+    def result_json(self, obj: TaskResult) -> str:
+        return format_html("<pre>{}</pre>", _pretty(obj.result))
+
+    @admin.display(description="traceback")
+    def traceback_block(self, obj: TaskResult) -> str:
+        return format_html("<pre>{}</pre>", obj.traceback or "-")
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, default=str)

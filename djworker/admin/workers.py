@@ -1,0 +1,317 @@
+"""Pool settings, running workers and control commands in the admin.
+
+Profiles ("pool settings") are edited like any model; saving one reaches every worker that
+follows it within a few seconds. Workers are read-only rows kept by their heartbeat; control
+actions on them (pause, resume, grow, shrink, restart the pool, warm shutdown) need the
+``djworker.control_worker`` permission, create ``ControlCommand`` rows the workers carry out,
+and are written to the admin history.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
+
+from djworker.models import CommandAction, ControlCommand, Worker, WorkerConfig
+
+STATE_COLOURS = {"online": "#2e7d32", "stale": "#b26a00", "stopped": "#757575"}
+
+
+@admin.register(WorkerConfig)
+class WorkerConfigAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "pool_display",
+        "concurrency",
+        "autoscale_display",
+        "queues",
+        "paused",
+        "revision",
+        "updated_at",
+        "workers_applied",
+    )
+    readonly_fields = ("revision", "updated_at", "followers")
+    fieldsets = (
+        (None, {"fields": ("name", "pool", "concurrency", "paused")}),
+        ("Autoscale", {"fields": ("autoscale_min", "autoscale_max", "autoscale_keepalive")}),
+        ("Consuming", {"fields": ("queues", "prefetch_multiplier")}),
+        (
+            "Limits",
+            {
+                "fields": (
+                    "time_limit",
+                    "soft_time_limit",
+                    "max_tasks_per_child",
+                    "max_memory_per_child",
+                )
+            },
+        ),
+        ("Workers following this profile", {"fields": ("revision", "updated_at", "followers")}),
+    )
+
+    @admin.display(description="pool")
+    def pool_display(self, obj: WorkerConfig) -> str:
+        return obj.pool or "(inherited)"
+
+    @admin.display(description="autoscale")
+    def autoscale_display(self, obj: WorkerConfig) -> str:
+        if obj.autoscale_min is None or obj.autoscale_max is None:
+            return "-"
+        return f"{obj.autoscale_min}..{obj.autoscale_max}"
+
+    @admin.display(description="applied by")
+    def workers_applied(self, obj: WorkerConfig) -> str:
+        online = obj.workers.exclude(state="stopped")
+        applied = online.filter(applied_revision=obj.revision).count()
+        return f"{applied} of {online.count()} workers"
+
+    @admin.display(description="workers")
+    def followers(self, obj: WorkerConfig) -> str:
+        rows = (
+            [
+                (
+                    w.hostname,
+                    w.current_state,
+                    _applied(w, obj),
+                    ", ".join(f"{k} ({v})" for k, v in sorted(w.pinned.items())) or "none",
+                )
+                for w in obj.workers.all()
+            ]
+            if obj.pk
+            else []
+        )
+        if not rows:
+            return "No worker follows this profile yet."
+        return format_html(
+            "<table><tr><th>worker</th><th>state</th><th>profile applied</th>"
+            "<th>pinned (the profile cannot change these)</th></tr>{}</table>",
+            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows),
+        )
+
+
+def _applied(worker: Worker, profile: WorkerConfig | None) -> str:
+    if profile is None:
+        return "-"
+    if worker.applied_revision == profile.revision:
+        return f"yes (rev {profile.revision})"
+    note = f": {worker.config_error}" if worker.config_error else ""
+    return f"no: rev {worker.applied_revision} of {profile.revision}{note}"
+
+
+class WorkerActionForm(ActionForm):
+    n = forms.IntegerField(
+        min_value=1,
+        initial=1,
+        required=False,
+        label="N",
+        help_text="slots to grow or shrink by",
+    )
+
+
+@admin.register(Worker)
+class WorkerAdmin(admin.ModelAdmin):
+    list_display = (
+        "hostname",
+        "state_display",
+        "config",
+        "pool",
+        "pool_size",
+        "busy",
+        "processed",
+        "paused",
+        "profile_applied",
+        "last_heartbeat",
+    )
+    list_filter = ("state", "pool", "config")
+    search_fields = ("hostname",)
+    action_form = WorkerActionForm
+    actions = (
+        "pause",
+        "resume",
+        "grow",
+        "shrink",
+        "restart_pool",
+        "shutdown",
+    )
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "hostname",
+                    "pid",
+                    "state_display",
+                    "config",
+                    "profile_applied",
+                    "config_error",
+                )
+            },
+        ),
+        ("Pool", {"fields": ("pool", "pool_size", "busy", "paused", "queues")}),
+        (
+            "Counters",
+            {"fields": ("processed", "failed", "rss_kib", "started_at", "last_heartbeat")},
+        ),
+        ("Settings (value and the layer that set it)", {"fields": ("settings_table",)}),
+        ("Autoscale: recent decisions", {"fields": ("scale_decisions",)}),
+        ("Control commands", {"fields": ("recent_commands",)}),
+    )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [str(f) for fs in self.fieldsets for f in fs[1]["fields"]]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_control_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("djworker.control_worker")
+
+    # -- columns ---------------------------------------------------------------------------------
+
+    @admin.display(description="state", ordering="state")
+    def state_display(self, obj: Worker) -> str:
+        state = obj.current_state
+        return format_html('<b style="color:{}">{}</b>', STATE_COLOURS.get(state, "#000"), state)
+
+    @admin.display(description="memory (MiB)", ordering="rss_kib")
+    def rss_mib(self, obj: Worker) -> str:
+        return f"{obj.rss_kib / 1024:.0f}"
+
+    @admin.display(description="profile applied")
+    def profile_applied(self, obj: Worker) -> str:
+        return _applied(obj, obj.config)
+
+    @admin.display(description="settings")
+    def settings_table(self, obj: Worker) -> str:
+        return format_html(
+            "<table><tr><th>setting</th><th>value</th><th>set by</th></tr>{}</table>",
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td><td>{}{}</td></tr>",
+                (
+                    (field, value, layer, " (pinned)" if field in obj.pinned else "")
+                    for field, value, layer in obj.settings
+                ),
+            ),
+        )
+
+    @admin.display(description="decisions")
+    def scale_decisions(self, obj: Worker) -> str:
+        if not obj.scale_events:
+            return "none yet"
+        return format_html(
+            "<ul>{}</ul>",
+            format_html_join(
+                "", "<li>{}: {}</li>", ((e["at"], e["reason"]) for e in reversed(obj.scale_events))
+            ),
+        )
+
+    @admin.display(description="latest commands")
+    def recent_commands(self, obj: Worker) -> str:
+        commands = obj.commands.select_related("requested_by")[:10]
+        if not commands:
+            return "none"
+        return format_html(
+            "<table><tr><th>when</th><th>who</th><th>what</th><th>outcome</th></tr>{}</table>",
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td><td>{} {}</td><td>{}: {}</td></tr>",
+                (
+                    (c.created_at, c.requested_by or "-", c.action, c.argument, c.status, c.message)
+                    for c in commands
+                ),
+            ),
+        )
+
+    # -- actions -----------------------------------------------------------------------------------
+
+    def _send(self, request: HttpRequest, queryset: QuerySet[Worker], action: str) -> None:
+        n = 1
+        if action in (CommandAction.GROW, CommandAction.SHRINK):
+            try:
+                n = int(request.POST.get("n") or 1)
+            except ValueError:
+                n = 0
+            if n < 1:
+                self.message_user(
+                    request,
+                    f"N must be a whole number of 1 or more; got {request.POST.get('n')!r}",
+                    messages.ERROR,
+                )
+                return
+        label = CommandAction(action).label
+        sent = 0
+        for worker in queryset:
+            if worker.current_state == "stopped":
+                continue
+            ControlCommand.objects.create(
+                worker=worker,
+                action=action,
+                argument=n,
+                requested_by=request.user if request.user.is_authenticated else None,
+            )
+            detail = f" by {n}" if action in (CommandAction.GROW, CommandAction.SHRINK) else ""
+            self.log_change(request, worker, f"Control: {label}{detail}")
+            sent += 1
+        skipped = queryset.count() - sent
+        self.message_user(
+            request,
+            f"Sent '{label}' to {sent} worker(s)"
+            + (f"; skipped {skipped} stopped worker(s)" if skipped else "")
+            + ". Outcomes appear under each worker's control commands.",
+        )
+
+    @admin.action(description="Pause consumption", permissions=["control"])
+    def pause(self, request: HttpRequest, queryset: QuerySet[Worker]) -> None:
+        self._send(request, queryset, CommandAction.PAUSE)
+
+    @admin.action(description="Resume consumption", permissions=["control"])
+    def resume(self, request: HttpRequest, queryset: QuerySet[Worker]) -> None:
+        self._send(request, queryset, CommandAction.RESUME)
+
+    @admin.action(description="Grow the pool by N", permissions=["control"])
+    def grow(self, request: HttpRequest, queryset: QuerySet[Worker]) -> None:
+        self._send(request, queryset, CommandAction.GROW)
+
+    @admin.action(description="Shrink the pool by N", permissions=["control"])
+    def shrink(self, request: HttpRequest, queryset: QuerySet[Worker]) -> None:
+        self._send(request, queryset, CommandAction.SHRINK)
+
+    @admin.action(description="Restart the pool", permissions=["control"])
+    def restart_pool(self, request: HttpRequest, queryset: QuerySet[Worker]) -> None:
+        self._send(request, queryset, CommandAction.RESTART_POOL)
+
+    @admin.action(description="Warm shutdown", permissions=["control"])
+    def shutdown(self, request: HttpRequest, queryset: QuerySet[Worker]) -> None:
+        self._send(request, queryset, CommandAction.SHUTDOWN)
+
+
+@admin.register(ControlCommand)
+class ControlCommandAdmin(admin.ModelAdmin):
+    list_display = (
+        "created_at",
+        "worker",
+        "action",
+        "argument",
+        "requested_by",
+        "status",
+        "message",
+        "finished_at",
+    )
+    list_filter = ("status", "action")
+    search_fields = ("worker__hostname", "message")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

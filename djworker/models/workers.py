@@ -1,0 +1,266 @@
+"""The control plane's tables: pool-settings profiles, running workers, control commands.
+
+``WorkerConfig`` is what operators edit in the admin ("pool settings"); a worker started with
+``runworker --config NAME`` follows the profile of that name. ``Worker`` is one row per worker
+process, kept current by its control thread. ``ControlCommand`` records every request made of a
+worker and its outcome.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import F
+from django.utils import timezone
+
+#: pools a profile may name (a dotted ``module:Class`` path is allowed too)
+PROFILE_POOLS = ("solo", "threads", "prefork", "processes", "gevent", "eventlet")
+#: pools that can change their size while running
+AUTOSCALE_POOLS = ("threads", "prefork", "processes", "gevent", "eventlet")
+#: a worker whose last heartbeat is older than this many intervals is shown as stale
+STALE_AFTER_INTERVALS = 3
+
+
+class WorkerConfig(models.Model):
+    """A named profile of pool settings that running workers follow live.
+
+    A blank field means "not set here": the value comes from ``settings.DJWORKER`` or the code
+    default. Environment variables and command-line options still win over the profile.
+    """
+
+    name = models.SlugField(max_length=100, unique=True, default="default")
+    pool = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text=f"One of {', '.join(PROFILE_POOLS)}, or module.path:Class. "
+        "Changing it restarts the pool gracefully (running tasks finish).",
+    )
+    concurrency = models.IntegerField(
+        null=True, blank=True, help_text="Pool slots; with autoscale, only the starting size."
+    )
+    autoscale_min = models.IntegerField(null=True, blank=True)
+    autoscale_max = models.IntegerField(
+        null=True, blank=True, help_text="Set both bounds to let the pool follow demand."
+    )
+    autoscale_keepalive = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Seconds without need before an autoscaled pool shrinks (default 30).",
+    )
+    queues = models.CharField(max_length=1000, blank=True, help_text="Comma-separated queue names.")
+    prefetch_multiplier = models.IntegerField(
+        null=True, blank=True, help_text="Messages reserved per slot; 0 means no limit."
+    )
+    max_tasks_per_child = models.IntegerField(null=True, blank=True, help_text="prefork only")
+    max_memory_per_child = models.IntegerField(null=True, blank=True, help_text="KiB; prefork only")
+    time_limit = models.FloatField(null=True, blank=True, help_text="Hard limit, seconds.")
+    soft_time_limit = models.FloatField(null=True, blank=True, help_text="Soft limit, seconds.")
+    paused = models.BooleanField(
+        default=False, help_text="Stop taking new messages; running tasks finish."
+    )
+    revision = models.PositiveIntegerField(default=1, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "pool settings"
+        verbose_name_plural = "pool settings"
+        ordering = ("name",)
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # Every save is a new revision, so workers can say which one they have applied.
+        if self.pk is not None:
+            self.revision = (
+                WorkerConfig.objects.filter(pk=self.pk).values_list("revision", flat=True).first()
+                or 0
+            ) + 1
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        pool = self.pool.strip()
+        if pool and pool not in PROFILE_POOLS and ":" not in pool:
+            errors["pool"] = (
+                f"Unknown pool {pool!r}; choose one of {', '.join(PROFILE_POOLS)} "
+                "or a module.path:Class."
+            )
+        for field in (
+            "concurrency",
+            "autoscale_min",
+            "autoscale_max",
+            "max_tasks_per_child",
+            "max_memory_per_child",
+        ):
+            value = getattr(self, field)
+            if value is not None and value < 1:
+                errors[field] = f"Must be a positive whole number (1 or more); got {value}."
+        for field in ("autoscale_keepalive", "time_limit", "soft_time_limit"):
+            value = getattr(self, field)
+            if value is not None and value <= 0:
+                errors[field] = f"Must be a positive number of seconds; got {value}."
+        if self.prefetch_multiplier is not None and self.prefetch_multiplier < 0:
+            errors["prefetch_multiplier"] = (
+                f"Must be 0 (no limit) or more; got {self.prefetch_multiplier}."
+            )
+        low, high = self.autoscale_min, self.autoscale_max
+        if (low is None) != (high is None):
+            errors["autoscale_max" if high is None else "autoscale_min"] = (
+                "Set both autoscale bounds, or neither."
+            )
+        elif low is not None and high is not None and low > high and "autoscale_min" not in errors:
+            errors["autoscale_min"] = (
+                f"The minimum ({low}) must not be above the maximum ({high}); allowed: 1 to {high}."
+            )
+        if low is not None and pool == "solo":
+            errors["pool"] = (
+                "The solo pool runs one task at a time and cannot autoscale; "
+                f"use one of {', '.join(AUTOSCALE_POOLS)}, or clear the autoscale bounds."
+            )
+        if pool == "solo" and self.concurrency not in (None, 1):
+            errors["concurrency"] = f"The solo pool has exactly 1 slot; got {self.concurrency}."
+        if (
+            self.time_limit is not None
+            and self.soft_time_limit is not None
+            and self.soft_time_limit >= self.time_limit
+        ):
+            errors["time_limit"] = (
+                f"The hard time limit ({self.time_limit}s) must be above the soft limit "
+                f"({self.soft_time_limit}s)."
+            )
+        if errors:
+            raise ValidationError(errors)
+
+    def as_settings(self) -> dict[str, Any]:
+        """The profile's values keyed by ``WorkerSettings`` field (``None`` = not set here)."""
+        autoscale = None
+        if self.autoscale_min is not None and self.autoscale_max is not None:
+            autoscale = (
+                min(self.autoscale_min, self.autoscale_max),
+                max(self.autoscale_min, self.autoscale_max),
+            )
+        queues = tuple(q.strip() for q in self.queues.split(",") if q.strip()) or None
+        return {
+            "pool": self.pool.strip() or None,
+            "concurrency": self.concurrency,
+            "autoscale": autoscale,
+            "autoscale_keepalive_s": self.autoscale_keepalive,
+            "queues": queues,
+            "prefetch_multiplier": self.prefetch_multiplier,
+            "max_tasks_per_child": self.max_tasks_per_child,
+            "max_memory_per_child_kib": self.max_memory_per_child,
+            "time_limit_s": self.time_limit,
+            "soft_time_limit_s": self.soft_time_limit,
+            "paused": self.paused or None,
+        }
+
+
+class WorkerState(models.TextChoices):
+    ONLINE = "online", "online"
+    STALE = "stale", "stale"
+    STOPPED = "stopped", "stopped"
+
+
+class Worker(models.Model):
+    """One running (or stopped) worker process, kept current by its heartbeat."""
+
+    hostname = models.CharField(max_length=255, unique=True)
+    pid = models.IntegerField(default=0)
+    config = models.ForeignKey(
+        WorkerConfig,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="workers",
+        verbose_name="profile",
+    )
+    pool = models.CharField(max_length=200, blank=True)
+    pool_size = models.IntegerField(default=0, help_text="Slots now.")
+    busy = models.IntegerField(default=0, help_text="Slots running a task now.")
+    processed = models.BigIntegerField(default=0)
+    failed = models.BigIntegerField(default=0)
+    rss_kib = models.BigIntegerField(default=0, verbose_name="resident memory (KiB)")
+    queues = models.CharField(max_length=1000, blank=True)
+    paused = models.BooleanField(default=False)
+    started_at = models.DateTimeField(default=timezone.now)
+    last_heartbeat = models.DateTimeField(default=timezone.now)
+    heartbeat_interval_s = models.FloatField(default=5.0)
+    state = models.CharField(max_length=16, choices=WorkerState.choices, default=WorkerState.ONLINE)
+    #: field -> layer ("env" or "cli") for settings the profile cannot change
+    pinned = models.JSONField(default=dict, blank=True)
+    #: [[field, value, layer], ...] as resolved now
+    settings = models.JSONField(default=list, blank=True)
+    applied_revision = models.PositiveIntegerField(default=0)
+    config_error = models.TextField(blank=True, help_text="Why the latest profile is not applied.")
+    #: the latest autoscale decisions, newest last: [{"at": iso, "from": n, "to": m, "reason": s}]
+    scale_events = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ("hostname",)
+        permissions = [("control_worker", "Can send control commands to workers")]
+
+    def __str__(self) -> str:
+        return self.hostname
+
+    @property
+    def current_state(self) -> str:
+        """``state`` as stored, but ``stale`` if an online worker's heartbeat is too old."""
+        if self.state == WorkerState.ONLINE:
+            age = timezone.now() - self.last_heartbeat
+            if age > timedelta(seconds=self.heartbeat_interval_s * STALE_AFTER_INTERVALS):
+                return WorkerState.STALE.value
+        return str(self.state)
+
+
+class CommandAction(models.TextChoices):
+    PAUSE = "pause", "pause consumption"
+    RESUME = "resume", "resume consumption"
+    GROW = "grow", "grow the pool"
+    SHRINK = "shrink", "shrink the pool"
+    RESTART_POOL = "restart_pool", "restart the pool"
+    SHUTDOWN = "shutdown", "warm shutdown"
+
+
+class CommandStatus(models.TextChoices):
+    PENDING = "pending", "pending"
+    RUNNING = "running", "running"
+    DONE = "done", "done"
+    FAILED = "failed", "failed"
+
+
+class ControlCommand(models.Model):
+    """A request made of one worker (from the admin or a script) and its outcome."""
+
+    worker = models.ForeignKey(Worker, on_delete=models.CASCADE, related_name="commands")
+    action = models.CharField(max_length=32, choices=CommandAction.choices)
+    argument = models.IntegerField(default=1, help_text="N for grow/shrink.")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    picked_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(
+        max_length=16, choices=CommandStatus.choices, default=CommandStatus.PENDING, db_index=True
+    )
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.worker_id} ({self.status})"
+
+
+def bump_revision(config_id: int) -> None:
+    """Make workers re-read a profile without changing it (used after a bulk update)."""
+    WorkerConfig.objects.filter(pk=config_id).update(revision=F("revision") + 1)
