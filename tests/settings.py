@@ -1,0 +1,31 @@
+"""Settings for the test suite: the example project plus a task app used by the tests.
+
+The database is PostgreSQL by default (``DATABASE_URL`` overrides it); pytest-django creates
+``test_<name>``. Worker subprocesses started by integration tests get ``DATABASE_URL`` pointing
+at that test database (see ``tests/integration/conftest.py``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import environ
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/djworker")
+
+from example_project.settings import *  # noqa: F403
+
+env = environ.Env()
+DATABASES = {"default": env.db("DATABASE_URL")}
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # A file, so worker subprocesses see the same test database.
+    DATABASES["default"].setdefault("TEST", {})["NAME"] = env(
+        "DJWORKER_SQLITE_TEST_NAME",
+        default=str(BASE_DIR / "test_djworker.sqlite3"),  # noqa: F405
+    )
+
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.taskapp"]  # noqa: F405
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+LOGGING["loggers"]["djworker"]["level"] = env("DJWORKER_LOG_LEVEL", default="INFO")  # type: ignore[index]  # noqa: F405

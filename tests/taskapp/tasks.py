@@ -1,0 +1,108 @@
+"""Tasks the test suite runs in real workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import djworker
+from djworker.exceptions import SoftTimeLimitExceeded
+from tests.taskapp.models import Note
+
+
+@djworker.task
+def noop() -> None:
+    return None
+
+
+@djworker.task(ignore_result=True)
+def noop_no_result() -> None:
+    return None
+
+
+@djworker.task
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@djworker.task
+def fail(message: str = "boom") -> None:
+    raise ValueError(message)
+
+
+@djworker.task
+def sleep(seconds: float, note: str = "") -> float:
+    time.sleep(seconds)
+    if note:
+        Note.objects.create(text=note)
+    return seconds
+
+
+@djworker.task
+def write_note(text: str) -> int:
+    return Note.objects.create(text=text).pk
+
+
+@djworker.task(
+    max_retries=2, retry_backoff=False, default_retry_delay=0.2, autoretry_for=(ConnectionError,)
+)
+def always_connection_error() -> None:
+    raise ConnectionError("always down")
+
+
+@djworker.task(max_retries=3, default_retry_delay=0.1, autoretry_for=(ConnectionError,))
+def fail_twice_then_succeed(key: str) -> str:
+    """Fails with ConnectionError until two notes for ``key`` exist."""
+    if Note.objects.filter(text=key).count() < 2:
+        Note.objects.create(text=key)
+        raise ConnectionError("not yet")
+    return "ok"
+
+
+@djworker.task
+def kill_own_process(note: str = "") -> None:
+    if note:
+        Note.objects.create(text=note)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@djworker.task
+def sleep_then_note_once(seconds: float, key: str) -> str:
+    """Records each run start, so a redelivered run is visible as a second note."""
+    Note.objects.create(text=key)
+    time.sleep(seconds)
+    return key
+
+
+@djworker.task(soft_time_limit=0.5)
+def loop_until_soft_limit(note: str) -> str:
+    try:
+        while True:
+            time.sleep(0.01)
+    except SoftTimeLimitExceeded:
+        Note.objects.create(text=note)
+        return "cleaned up"
+
+
+@djworker.task
+def return_unserialisable() -> object:
+    return object()
+
+
+@djworker.task(ignore_result=True)
+def note_then_fail(text: str) -> None:
+    """Fails; its argument may be one the result table cannot store."""
+    Note.objects.create(text="note_then_fail")
+    raise ValueError("boom")
+
+
+@djworker.task
+def whoami() -> dict[str, int]:
+    return {"pid": os.getpid()}
+
+
+from tests.taskapp import (  # noqa: E402
+    green_tasks,  # noqa: F401 - registers the green-pool tasks
+    prefork_tasks,  # noqa: F401 - registers the prefork tasks
+)

@@ -1,0 +1,143 @@
+"""The prefork pool in this process, with a runner that needs no broker or database."""
+
+from __future__ import annotations
+
+import gc
+import os
+import queue
+import time
+import weakref
+
+import pytest
+
+from djworker.concurrency.prefork import PreforkPool, describe_exit
+from djworker.concurrency.prefork_child import child_guard, current_rss_kib
+from djworker.exceptions import SoftTimeLimitExceeded
+from djworker.job import Job, Limits, Outcome, OutcomeKind
+
+
+def _runner(job: Job) -> Outcome:
+    time.sleep(job.envelope.get("sleep", 0))
+    return Outcome(job.token, job.task_id, OutcomeKind.SUCCEEDED, detail=str(os.getpid()))
+
+
+def _job(token: int, **envelope: object) -> Job:
+    return Job(token, {"id": f"t{token}", "task": "x", **envelope})
+
+
+@pytest.fixture
+def make_pool():
+    pools: list[PreforkPool] = []
+
+    def make(size: int = 2, **kwargs: object) -> tuple[PreforkPool, queue.SimpleQueue[Outcome]]:
+        outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+        pool = PreforkPool(size=size, on_outcome=outcomes.put, runner=_runner, **kwargs)  # type: ignore[arg-type]
+        pools.append(pool)
+        pool.start()
+        return pool, outcomes
+
+    yield make
+    for pool in pools:
+        pool.stop(graceful=False)
+
+
+def test_exit_statuses_read_as_signal_names_or_exit_codes():
+    assert describe_exit(-9) == "signal 9 (SIGKILL)"
+    assert describe_exit(-11) == "signal 11 (SIGSEGV)"
+    assert describe_exit(3) == "exit code 3"
+    assert describe_exit(None) == "unknown exit status"
+
+
+def test_resident_memory_is_the_current_figure_and_falls_when_memory_is_freed():
+    before = current_rss_kib()
+    block = os.urandom(1024) * (1024 * 64)  # 64 MiB
+    during = current_rss_kib()
+    del block
+    after = current_rss_kib()
+    assert during - before > 50_000
+    assert after < during - 50_000  # a peak figure (ru_maxrss) would not fall
+
+
+def test_the_child_guard_raises_the_soft_limit_inside_the_running_code():
+    with pytest.raises(SoftTimeLimitExceeded), child_guard(Limits(soft_s=0.05)):
+        time.sleep(1)
+
+
+def test_jobs_run_in_children_and_stop_returns_the_unstarted_ones_at_once(make_pool):
+    pool, outcomes = make_pool(size=1)
+    for token in range(1, 4):
+        pool.apply_async(_job(token, sleep=0.3))
+    time.sleep(0.1)
+    assert pool.busy == 1
+    unstarted = pool.stop(graceful=True, timeout_s=0)
+    assert [job.token for job in unstarted] == [2, 3]
+    first = outcomes.get(timeout=5)
+    assert first.token == 1 and int(first.detail) != os.getpid()
+    assert pool.stop(graceful=True, timeout_s=5) == []  # idempotent
+    assert pool.size == 1 and pool.info()["processes"] == []
+
+
+def test_a_child_is_replaced_after_max_tasks(make_pool):
+    pool, outcomes = make_pool(size=1, max_tasks_per_child=2)
+    pids = []
+    for token in range(1, 5):
+        pool.apply_async(_job(token))
+        pids.append(int(outcomes.get(timeout=10).detail))
+    assert pids[0] == pids[1] and pids[2] == pids[3] and pids[1] != pids[2]
+
+
+def test_shrink_retires_only_idle_children_and_grow_adds_them(make_pool):
+    pool, outcomes = make_pool(size=2)
+    pool.apply_async(_job(1, sleep=0.5))
+    time.sleep(0.1)
+    pool.shrink(1)
+    time.sleep(0.2)
+    info = pool.info()
+    assert pool.size == 1 and info["busy"] == 1
+    assert [p["task_id"] for p in info["processes"]] == ["t1"]  # the idle one went
+    assert outcomes.get(timeout=5).kind is OutcomeKind.SUCCEEDED
+    pool.grow(2)
+    deadline = time.monotonic() + 10
+    while len(pool.info()["processes"]) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(pool.info()["processes"]) == 3
+
+
+def test_terminate_job_kills_the_child_running_it_and_reports_the_job(make_pool, monkeypatch):
+    recorded: list[tuple[str, str]] = []
+
+    def fake_lost(
+        job: Job, *, reason: str, exit_status: str = "", exception_class: str = ""
+    ) -> Outcome:
+        recorded.append((exception_class, exit_status))
+        return Outcome(job.token, job.task_id, OutcomeKind.LOST, detail=reason)
+
+    monkeypatch.setattr("djworker.execution.lost_outcome", fake_lost)
+    pool, outcomes = make_pool(size=1)
+    pool.apply_async(_job(1, sleep=30))
+    time.sleep(0.2)
+    pid = pool.info()["processes"][0]["pid"]
+    assert pool.terminate_job("t1") is True
+    assert pool.terminate_job("t1") is False
+    assert outcomes.get(timeout=5).kind is OutcomeKind.LOST
+    assert recorded == [("Terminated", "signal 9 (SIGKILL)")]
+    pool.apply_async(_job(2))
+    assert int(outcomes.get(timeout=10).detail) != pid
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_garbage_cycles_the_parent_held_when_it_forked_are_still_collected_afterwards(make_pool):
+    gc.disable()  # keep the cycle uncollected until the pool has forked
+    try:
+        cycle = _Cycle()
+        ref = weakref.ref(cycle)
+        del cycle
+        make_pool(size=1)
+    finally:
+        gc.enable()
+    gc.collect()
+    assert ref() is None, "a cycle frozen at fork time stays in the parent for good"

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import pytest
+
+from djworker import execution
+from djworker.exceptions import ConfigurationError
+from djworker.task_definition import Task, registry, task
+
+
+def test_the_bare_decorator_registers_the_function_under_its_dotted_name() -> None:
+    @task
+    def double(x: int) -> int:
+        return 2 * x
+
+    assert registry[double.name] is double
+    assert double.name.endswith(
+        "test_task_definition.test_the_bare_decorator_registers_the_function_under_its_dotted_name.<locals>.double"
+    )
+    assert double(4) == 8  # calling it runs it inline
+
+
+def test_the_decorator_takes_options() -> None:
+    @task(name="custom.name", queue="mail", priority=7, max_retries=5, acks_late=False)
+    def send() -> None: ...
+
+    assert (send.name, send.queue, send.priority, send.max_retries, send.acks_late) == (
+        "custom.name",
+        "mail",
+        7,
+        5,
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "complaint"),
+    [
+        ({"priority": 12}, "priority expects an integer from 0 to 9"),
+        ({"max_retries": -1}, "max_retries expects an integer >= 0 or None"),
+        ({"autoretry_for": ValueError}, "autoretry_for expects a tuple of exception classes"),
+        ({"time_limit": 0}, "time_limit expects a positive number of seconds"),
+        (
+            {"time_limit": 5, "soft_time_limit": 5},
+            r"soft_time_limit \(5.0\) must be below time_limit \(5.0\)",
+        ),
+        ({"queue": "bad queue"}, "queue names"),
+    ],
+)
+def test_bad_task_options_are_refused_at_decoration(
+    options: dict[str, object], complaint: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=complaint):
+        task(**options)(lambda: None)
+
+
+def test_two_functions_cannot_share_a_task_name() -> None:
+    task(name="shared.name")(lambda: 1)
+
+    def other() -> int:
+        return 2
+
+    with pytest.raises(ConfigurationError, match="already used by"):
+        task(name="shared.name")(other)
+
+
+def make(**options: object) -> Task[[], None]:
+    return Task(lambda: None, name="t", **options)  # type: ignore[arg-type]
+
+
+def test_without_backoff_a_retry_waits_the_default_delay() -> None:
+    assert execution.retry_countdown(make(default_retry_delay=7), attempt=3) == 7
+
+
+def test_backoff_doubles_per_attempt_up_to_its_maximum() -> None:
+    t = make(retry_backoff=2, retry_jitter=False, retry_backoff_max=30)
+    assert [execution.retry_countdown(t, attempt=a) for a in range(6)] == [2, 4, 8, 16, 30, 30]
+
+
+def test_jitter_keeps_the_countdown_between_zero_and_the_backoff() -> None:
+    t = make(retry_backoff=True, retry_jitter=True)
+    values = [execution.retry_countdown(t, attempt=4) for _ in range(200)]
+    assert all(0 <= v <= 16 for v in values)
+    assert len(set(values)) > 100
