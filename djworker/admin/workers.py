@@ -16,7 +16,8 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html, format_html_join
+from django.template.loader import render_to_string
+from django.utils.html import format_html
 
 from djworker.models import CommandAction, ControlCommand, Worker, WorkerConfig
 
@@ -73,26 +74,16 @@ class WorkerConfigAdmin(admin.ModelAdmin):
 
     @admin.display(description="workers")
     def followers(self, obj: WorkerConfig) -> str:
-        rows = (
-            [
-                (
-                    w.hostname,
-                    w.current_state,
-                    _applied(w, obj),
-                    ", ".join(f"{k} ({v})" for k, v in sorted(w.pinned.items())) or "none",
-                )
-                for w in obj.workers.all()
-            ]
-            if obj.pk
-            else []
-        )
-        if not rows:
-            return "No worker follows this profile yet."
-        return format_html(
-            "<table><tr><th>worker</th><th>state</th><th>profile applied</th>"
-            "<th>pinned (the profile cannot change these)</th></tr>{}</table>",
-            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows),
-        )
+        rows = [
+            {
+                "hostname": w.hostname,
+                "state": w.current_state,
+                "applied": _applied(w, obj),
+                "pinned": ", ".join(f"{k} ({v})" for k, v in sorted(w.pinned.items())),
+            }
+            for w in (obj.workers.all() if obj.pk else [])
+        ]
+        return render_to_string("djworker/admin/profile_followers.html", {"rows": rows})
 
 
 def _applied(worker: Worker, profile: WorkerConfig | None) -> str:
@@ -192,45 +183,27 @@ class WorkerAdmin(admin.ModelAdmin):
 
     @admin.display(description="settings")
     def settings_table(self, obj: Worker) -> str:
-        return format_html(
-            "<table><tr><th>setting</th><th>value</th><th>set by</th></tr>{}</table>",
-            format_html_join(
-                "",
-                "<tr><td>{}</td><td>{}</td><td>{}{}</td></tr>",
-                (
-                    (field, value, layer, " (pinned)" if field in obj.pinned else "")
-                    for field, value, layer in obj.settings
-                ),
-            ),
-        )
+        rows = [
+            {
+                "field": field,
+                # Lists (queues, autoscale bounds) read as they are typed on the command line.
+                "value": ",".join(map(str, value)) if isinstance(value, list) else value,
+                "layer": layer,
+                "pinned": field in obj.pinned,
+            }
+            for field, value, layer in obj.settings
+        ]
+        return render_to_string("djworker/admin/worker_settings.html", {"rows": rows})
 
     @admin.display(description="decisions")
     def scale_decisions(self, obj: Worker) -> str:
-        if not obj.scale_events:
-            return "none yet"
-        return format_html(
-            "<ul>{}</ul>",
-            format_html_join(
-                "", "<li>{}: {}</li>", ((e["at"], e["reason"]) for e in reversed(obj.scale_events))
-            ),
-        )
+        events = list(reversed(obj.scale_events))
+        return render_to_string("djworker/admin/scale_decisions.html", {"events": events})
 
     @admin.display(description="latest commands")
     def recent_commands(self, obj: Worker) -> str:
         commands = obj.commands.select_related("requested_by")[:10]
-        if not commands:
-            return "none"
-        return format_html(
-            "<table><tr><th>when</th><th>who</th><th>what</th><th>outcome</th></tr>{}</table>",
-            format_html_join(
-                "",
-                "<tr><td>{}</td><td>{}</td><td>{} {}</td><td>{}: {}</td></tr>",
-                (
-                    (c.created_at, c.requested_by or "-", c.action, c.argument, c.status, c.message)
-                    for c in commands
-                ),
-            ),
-        )
+        return render_to_string("djworker/admin/control_commands.html", {"commands": commands})
 
     # -- actions -----------------------------------------------------------------------------------
 

@@ -161,6 +161,10 @@ def test_autoscale_grows_under_a_backlog_and_shrinks_back_after_the_keepalive(
     shrunk = wait_row(hostname, "back to 1", lambda w: w.pool_size == 1, timeout_s=15)
     last = shrunk.scale_events[-1]["reason"]
     assert last.startswith("shrank ") and "→1: at most " in last and "in the last 2s" in last
+    page = admin_client().get(f"/admin/djworker/worker/{shrunk.pk}/change/").content.decode()
+    first = shrunk.scale_events[0]
+    assert f"<li>{first['at']}: {first['reason']}</li>" in page
+    assert "<td>autoscale</td><td>1,3</td><td>cli (pinned)</td>" in page
 
 
 @pytest.mark.parametrize(("new_pool", "new_size"), [("solo", None), ("prefork", 2), ("gevent", 20)])
@@ -273,6 +277,9 @@ def test_admin_actions_grow_a_worker_record_the_outcome_and_a_warm_shutdown_says
     assert LogEntry.objects.filter(
         object_id=str(target.pk), change_message="Control: grow the pool by 2"
     ).exists()
+    page = client.get(f"{changelist}{target.pk}/change/").content.decode()
+    assert "<td>boss</td><td>grow 2</td><td>done: grew 2→4</td>" in page
+    assert "<td>concurrency</td><td>2</td><td>cli (pinned)</td>" in page
 
     client.post(changelist, {"action": "shutdown", "_selected_action": [target.pk]})
     assert worker.wait(timeout_s=15) == 0
