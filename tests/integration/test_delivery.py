@@ -74,8 +74,9 @@ def test_second_sigterm_stops_at_once_and_the_task_is_delivered_again(
 ) -> None:
     queue = unique_queue()
     worker = start_worker(worker_factory, broker, "--pool", "threads", "-c", "1", "-Q", queue)
-    result = tasks.sleep_then_note_once.apply_async((30, "cold"), queue=queue)
-    wait_for(lambda: result.status == "RUNNING", what="the task to start")
+    tasks.sleep_then_note_once.apply_async((30, "cold"), queue=queue)
+    # The task's first note, not its RUNNING row (see the SIGKILL test below).
+    wait_for(lambda: Note.objects.filter(text="cold").exists(), what="the task to start")
     worker.signal(signal.SIGTERM)
     worker.wait_for_output("warm shutdown")
     started = time.monotonic()
@@ -95,7 +96,9 @@ def test_a_worker_killed_mid_task_leaves_the_task_to_the_next_worker(
     queue = unique_queue()
     worker = start_worker(worker_factory, broker, "--pool", "solo", "-Q", queue)
     result = tasks.sleep_then_note_once.apply_async((30, "killed"), queue=queue)
-    wait_for(lambda: result.status == "RUNNING", what="the task to start")
+    # Wait for the task's own first note, not the RUNNING row: RUNNING is written just before
+    # the function runs, and a kill in between would leave one note where the test counts two.
+    wait_for(lambda: Note.objects.filter(text="killed").exists(), what="the task to start")
     worker.signal(signal.SIGKILL)
     worker.wait()
     replacement = start_worker(worker_factory, broker, "--pool", "threads", "-c", "1", "-Q", queue)
