@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 import os
 
 from djworker.concurrency.base import BasePool
 from djworker.exceptions import ConfigurationError, PoolNotAvailable
 
-#: alias -> (dotted path, the pip extra that provides its package or "")
-POOLS: dict[str, tuple[str, str]] = {
-    "solo": ("djworker.concurrency.solo:SoloPool", ""),
-    "threads": ("djworker.concurrency.threads:ThreadPool", ""),
-    "prefork": ("djworker.concurrency.prefork:PreforkPool", "prefork"),
-    "processes": ("djworker.concurrency.prefork:PreforkPool", "prefork"),
-    "gevent": ("djworker.concurrency.gevent:GeventPool", "gevent"),
-    "eventlet": ("djworker.concurrency.eventlet:EventletPool", "eventlet"),
+#: alias -> (dotted path, the package it needs or "", the pip extra that provides that package)
+POOLS: dict[str, tuple[str, str, str]] = {
+    "solo": ("djworker.concurrency.solo:SoloPool", "", ""),
+    "threads": ("djworker.concurrency.threads:ThreadPool", "", ""),
+    "prefork": ("djworker.concurrency.prefork:PreforkPool", "billiard", "prefork"),
+    "processes": ("djworker.concurrency.prefork:PreforkPool", "billiard", "prefork"),
+    "gevent": ("djworker.concurrency.gevent:GeventPool", "gevent", "gevent"),
+    "eventlet": ("djworker.concurrency.eventlet:EventletPool", "eventlet", "eventlet"),
 }
 
 GREEN_POOLS = frozenset({"gevent", "eventlet"})
@@ -29,6 +30,16 @@ CUSTOM_POOL_ENV = "DJWORKER_CUSTOM_POOL"
 
 def pool_choices() -> list[str]:
     return [*POOLS, "custom", "module.path:Class"]
+
+
+def installed_pool_choices() -> list[str]:
+    """The pool choices whose packages are installed here."""
+    ready = [
+        alias
+        for alias, (_, package, _) in POOLS.items()
+        if not package or importlib.util.find_spec(package) is not None
+    ]
+    return [*ready, "custom", "module.path:Class"]
 
 
 def resolve_pool(name: str) -> type[BasePool]:
@@ -41,7 +52,17 @@ def resolve_pool(name: str) -> type[BasePool]:
             )
         return _import_pool_class(path, extra="")
     if name in POOLS:
-        path, extra = POOLS[name]
+        path, package, extra = POOLS[name]
+        if package:
+            # Imported up front: the prefork module imports billiard only when a pool is built.
+            try:
+                importlib.import_module(package)
+            except ModuleNotFoundError as exc:
+                raise PoolNotAvailable(
+                    f"the {name} pool needs the {package!r} package, which is not installed: "
+                    f"pip install 'djworker[{extra}]', or choose one of "
+                    f"{', '.join(installed_pool_choices())}"
+                ) from exc
         return _import_pool_class(path, extra=extra)
     if ":" in name or "." in name:
         return _import_pool_class(name, extra="")

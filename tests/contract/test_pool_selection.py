@@ -58,16 +58,27 @@ def test_a_class_that_is_not_a_pool_is_refused_with_what_is_missing(
     assert pool.split(":")[1] in worker.output
 
 
-@pytest.mark.parametrize("library", ["gevent", "eventlet"])
-def test_a_missing_green_library_names_the_extra_to_install(
-    worker_factory: Callable[..., WorkerProcess], tmp_path: Path, library: str
+@pytest.mark.parametrize(
+    ("pool", "library", "extra"),
+    [
+        ("gevent", "gevent", "gevent"),
+        ("eventlet", "eventlet", "eventlet"),
+        ("prefork", "billiard", "prefork"),
+        ("processes", "billiard", "prefork"),
+    ],
+)
+def test_a_missing_library_names_the_extra_to_install_and_the_choices(
+    worker_factory: Callable[..., WorkerProcess],
+    tmp_path: Path,
+    pool: str,
+    library: str,
+    extra: str,
 ) -> None:
     # A stand-in that fails to import the way an absent package does.
     (tmp_path / f"{library}.py").write_text(
         f"raise ModuleNotFoundError(\"No module named '{library}'\", name={library!r})\n"
     )
-    worker = worker_factory(
-        f"--pool={library}", wait_ready=False, env={"PYTHONPATH": str(tmp_path)}
-    )
+    worker = worker_factory(f"--pool={pool}", wait_ready=False, env={"PYTHONPATH": str(tmp_path)})
     assert worker.wait(30) != 0
-    assert f"pip install 'djworker[{library}]'" in worker.output
+    assert f"pip install 'djworker[{extra}]', or choose one of solo, threads" in worker.output
+    assert "Traceback" not in worker.output
