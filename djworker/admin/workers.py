@@ -9,7 +9,7 @@ and are written to the admin history.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -19,7 +19,8 @@ from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.utils.html import format_html
 
-from djworker.models import CommandAction, ControlCommand, Worker, WorkerConfig
+from djworker.models import CommandAction, ControlCommand, Worker, WorkerConfig, WorkerState
+from djworker.models.workers import WorkerQuerySet
 
 STATE_COLOURS = {"online": "#2e7d32", "stale": "#b26a00", "stopped": "#757575"}
 
@@ -105,6 +106,22 @@ class WorkerActionForm(ActionForm):
     )
 
 
+class CurrentStateFilter(admin.SimpleListFilter):
+    """Filters on ``current_state``, so stale workers (never stored as such) can be found."""
+
+    title = "state"
+    parameter_name = "current_state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return list(WorkerState.choices)
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Worker]) -> QuerySet[Worker]:
+        value = self.value()
+        if value not in WorkerState.values:
+            return queryset
+        return cast(WorkerQuerySet, queryset).in_state(value)
+
+
 @admin.register(Worker)
 class WorkerAdmin(admin.ModelAdmin):
     list_display = (
@@ -119,7 +136,7 @@ class WorkerAdmin(admin.ModelAdmin):
         "profile_applied",
         "last_heartbeat",
     )
-    list_filter = ("state", "pool", "config")
+    list_filter = (CurrentStateFilter, "pool", "config")
     search_fields = ("hostname",)
     action_form = WorkerActionForm
     actions = (

@@ -166,8 +166,32 @@ class WorkerState(models.TextChoices):
     STOPPED = "stopped", "stopped"
 
 
+class WorkerQuerySet(models.QuerySet["Worker"]):
+    def in_state(self, state: str) -> WorkerQuerySet:
+        """Workers whose ``current_state`` is ``state``.
+
+        ``stale`` is never stored (a stale worker is one that stopped writing), so it is worked
+        out here from each online worker's heartbeat age and interval.
+        """
+        if state not in WorkerState.values:
+            raise ValueError(f"unknown worker state {state!r}; use one of {WorkerState.values}")
+        online = self.filter(state=WorkerState.ONLINE)
+        stale = [
+            w.pk
+            for w in online.only("state", "last_heartbeat", "heartbeat_interval_s")
+            if w.current_state == WorkerState.STALE
+        ]
+        if state == WorkerState.STALE:
+            return self.filter(pk__in=stale)
+        if state == WorkerState.ONLINE:
+            return online.exclude(pk__in=stale)
+        return self.filter(state=state)
+
+
 class Worker(models.Model):
     """One running (or stopped) worker process, kept current by its heartbeat."""
+
+    objects = WorkerQuerySet.as_manager()
 
     hostname = models.CharField(max_length=255, unique=True)
     pid = models.IntegerField(default=0)

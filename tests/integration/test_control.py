@@ -303,11 +303,30 @@ def test_only_staff_with_the_control_permission_see_the_controls() -> None:
 
 
 def test_a_worker_whose_heartbeat_is_three_intervals_old_shows_as_stale() -> None:
-    old = timezone.now() - timedelta(seconds=16)
-    worker = Worker.objects.create(hostname="quiet", heartbeat_interval_s=5, last_heartbeat=old)
-    assert worker.current_state == "stale"
-    worker.state = "stopped"
-    assert worker.current_state == "stopped"
+    now = timezone.now()
+    Worker.objects.create(
+        hostname="host-quiet", heartbeat_interval_s=5, last_heartbeat=now - timedelta(seconds=16)
+    )
+    Worker.objects.create(
+        hostname="host-late", heartbeat_interval_s=5, last_heartbeat=now - timedelta(seconds=14)
+    )
+    Worker.objects.create(
+        hostname="host-gone",
+        heartbeat_interval_s=5,
+        last_heartbeat=now - timedelta(seconds=99),
+        state="stopped",
+    )
+    states = {w.hostname: w.current_state for w in Worker.objects.all()}
+    assert states == {"host-quiet": "stale", "host-late": "online", "host-gone": "stopped"}
+    for state in ("online", "stale", "stopped"):
+        assert [w.hostname for w in Worker.objects.in_state(state)] == [
+            host for host, current in states.items() if current == state
+        ]
+    page = admin_client().get("/admin/djworker/worker/?current_state=stale").content.decode()
+    listed = {host for host in states if f">{host}<" in page}
+    assert listed == {"host-quiet"}
+    with pytest.raises(ValueError, match="unknown worker state 'asleep'"):
+        Worker.objects.in_state("asleep")
 
 
 def test_warm_shutdown_by_signal_also_marks_the_worker_stopped(worker_factory, redis_url) -> None:
