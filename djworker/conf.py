@@ -351,9 +351,25 @@ def load_config(
             sources[key] = layer
     del sources["sources"]
     resolved = WorkerSettings(config_name=config_name, sources=sources, **values)
+    check_time_limits(resolved)
     if not resolved.hostname:
         resolved = resolved.replace(hostname=default_hostname())
     return resolved
+
+
+def check_time_limits(config: WorkerSettings) -> None:
+    """Refuse a soft limit at or above the hard one: the hard kill would always come first."""
+    hard, soft = config.time_limit_s, config.soft_time_limit_s
+    if hard is None or soft is None or soft < hard:
+        return
+    where = {
+        name: f"{OPTIONS_BY_FIELD[name].cli_flag} {value:g} s from {config.sources.get(name)}"
+        for name, value in (("time_limit_s", hard), ("soft_time_limit_s", soft))
+    }
+    raise ConfigurationError(
+        f"the soft time limit must be below the hard one; got {where['soft_time_limit_s']} "
+        f"and {where['time_limit_s']}: lower the soft limit, raise the hard one, or unset one"
+    )
 
 
 def explain(config: WorkerSettings) -> list[tuple[str, Any, str]]:

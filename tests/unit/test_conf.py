@@ -115,3 +115,19 @@ def test_with_autoscale_the_bounds_win_and_concurrency_only_sets_the_start(
 
 def test_a_pool_with_a_fixed_size_starts_at_it_when_no_concurrency_is_given() -> None:
     assert conf.WorkerSettings(pool="solo").initial_pool_size(fixed_size=1) == 1
+
+
+def test_a_soft_limit_at_or_above_the_hard_one_is_refused_naming_both_and_their_layers() -> None:
+    with pytest.raises(
+        ConfigurationError,
+        match=r"got --soft-time-limit 10 s from cli and --time-limit 5 s from env",
+    ):
+        conf.load_config(
+            environ={"DJWORKER_TIME_LIMIT": "5"},
+            djworker_settings={},
+            cli={"soft_time_limit_s": 10},
+        )
+    with pytest.raises(ConfigurationError, match="--soft-time-limit 5 s from settings"):
+        conf.load_config(environ={}, djworker_settings={"TIME_LIMIT": 5, "SOFT_TIME_LIMIT": 5})
+    below = conf.load_config(environ={}, djworker_settings={"TIME_LIMIT": 5, "SOFT_TIME_LIMIT": 4})
+    assert (below.soft_time_limit_s, below.time_limit_s) == (4, 5)
