@@ -209,16 +209,26 @@ class Consumer:
                 future.set_exception(exc)
 
     @property
-    def prefetch_slots(self) -> int:
-        """Slots prefetch is sized for: with autoscale, the maximum, so a backlog is visible."""
-        if self.config.autoscale:
-            return max(self.pool.size, self.config.autoscale[1])
-        return self.pool.size
+    def prefetch_target(self) -> int:
+        """Messages to reserve for running (0 = no limit): pool size x prefetch multiplier.
+
+        It follows the pool as autoscale resizes it. While the pool may still grow, it is at
+        least one message more than the slots, so a backlog shows as waiting work even with a
+        multiplier of 1.
+        """
+        multiplier = self.config.prefetch_multiplier
+        if multiplier == 0:
+            return 0
+        size = self.pool.size
+        target = size * multiplier
+        if self.config.autoscale and size < self.config.autoscale[1]:
+            target = max(target, size + 1)
+        return target
 
     def update_prefetch(self) -> None:
-        """Prefetch = slots x multiplier, plus the messages held for a later ETA."""
-        multiplier = self.config.prefetch_multiplier
-        count = 0 if multiplier == 0 else self.prefetch_slots * multiplier + len(self._held)
+        """Prefetch = the target above, plus the messages held for a later ETA."""
+        target = self.prefetch_target
+        count = 0 if target == 0 else target + len(self._held)
         if count != self._prefetch and self._kombu_consumer is not None:
             self._kombu_consumer.qos(prefetch_count=count)
             self._prefetch = count
@@ -230,9 +240,7 @@ class Consumer:
         return len(self._deliveries) - len(self._held)
 
     def _saturated(self) -> bool:
-        return self._prefetch > 0 and self.in_flight >= self.prefetch_slots * max(
-            self.config.prefetch_multiplier, 1
-        )
+        return self._prefetch > 0 and self.in_flight >= self.prefetch_target
 
     def loop_once(self) -> None:
         """Acknowledge finished work, release due messages, then wait briefly for more."""
