@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import models
 from django.db.models import F
 from django.utils import timezone
@@ -85,11 +85,14 @@ class WorkerConfig(models.Model):
     def clean(self) -> None:
         errors: dict[str, str] = {}
         pool = self.pool.strip()
-        if pool and pool not in PROFILE_POOLS and ":" not in pool:
-            errors["pool"] = (
-                f"Unknown pool {pool!r}; choose one of {', '.join(PROFILE_POOLS)} "
-                "or a module.path:Class."
-            )
+        if pool and pool not in PROFILE_POOLS:
+            if ":" in pool or "." in pool:
+                errors.update(_custom_pool_error(pool))
+            else:
+                errors["pool"] = (
+                    f"Unknown pool {pool!r}; choose one of {', '.join(PROFILE_POOLS)} "
+                    "or a module.path:Class."
+                )
         for field in (
             "concurrency",
             "autoscale_min",
@@ -158,6 +161,17 @@ class WorkerConfig(models.Model):
             "soft_time_limit_s": self.soft_time_limit,
             "paused": self.paused or None,
         }
+
+
+def _custom_pool_error(path: str) -> dict[str, str]:
+    """Import a custom pool class now, so a typo is a form error rather than a worker's."""
+    from djworker.concurrency import resolve_pool
+
+    try:
+        resolve_pool(path)
+    except ImproperlyConfigured as exc:
+        return {"pool": str(exc)}
+    return {}
 
 
 class WorkerState(models.TextChoices):

@@ -131,6 +131,15 @@ def test_a_profile_saved_in_the_admin_adds_a_queue_and_a_bad_one_is_refused_nami
     assert tasks.add.apply_async((1, 1), queue=extra).get(timeout=10) == 2
     assert LogEntry.objects.filter(object_id=str(profile.pk)).exists()
 
+    profile.refresh_from_db()
+    client.post(url, change_form_data(profile, queues=extra))
+    cancelled = wait_row(hostname, "first queue cancelled", lambda w: w.queues == extra)
+    assert cancelled.applied_revision == WorkerConfig.objects.get(pk=profile.pk).revision
+    left = tasks.add.apply_async((2, 2), queue=queue)
+    with pytest.raises(Exception, match="did not finish"):
+        left.get(timeout=1.5)
+    assert tasks.add.apply_async((3, 3), queue=extra).get(timeout=10) == 6
+
 
 @pytest.mark.parametrize("pool", ["threads", "prefork"])
 def test_autoscale_grows_under_a_backlog_and_shrinks_back_after_the_keepalive(
@@ -337,3 +346,51 @@ def test_warm_shutdown_by_signal_also_marks_the_worker_stopped(worker_factory, r
     worker.signal(signal.SIGTERM)
     assert worker.wait() == 0
     assert row(hostname).state == "stopped"  # type: ignore[union-attr]
+
+
+def test_admin_actions_on_two_workers_at_once_pause_resume_shrink_and_restart_both(
+    worker_factory, redis_url, use_broker
+) -> None:
+    use_broker(redis_url)
+    queue = unique_queue()
+    hostnames = [unique_name("pair"), unique_name("pair")]
+    for hostname in hostnames:
+        worker_factory(
+            "-c", "2", "-Q", queue, "-n", hostname, "--config", unique_name("p"),
+            broker_url=redis_url, wait_ready=False,
+        )  # fmt: skip
+    for hostname in hostnames:
+        wait_row(hostname, "online", lambda w: w.pool_size == 2, timeout_s=30)
+    client = admin_client()
+    selected = [row(h).pk for h in hostnames]  # type: ignore[union-attr]
+
+    def act(action: str, expected: str, **extra: str) -> None:
+        last = ControlCommand.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+        response = client.post(
+            "/admin/djworker/worker/", {"action": action, "_selected_action": selected, **extra}
+        )
+        assert response.status_code == 302
+        sent = ControlCommand.objects.filter(pk__gt=last, action=action)
+        assert sent.count() == 2
+        wait_for(lambda: not sent.exclude(status="done").exists(), what=f"{action} done on both")
+        messages = list(sent.values_list("message", flat=True))
+        assert all(expected in message for message in messages), messages
+
+    act("pause", "paused")
+    for hostname in hostnames:
+        wait_row(hostname, "paused", lambda w: w.paused)
+    waiting = tasks.add.apply_async((1, 1), queue=queue)
+    with pytest.raises(Exception, match="did not finish"):
+        waiting.get(timeout=1.5)
+
+    act("resume", "resumed")
+    assert waiting.get(timeout=10) == 2
+    for hostname in hostnames:
+        wait_row(hostname, "resumed", lambda w: not w.paused)
+
+    act("shrink", "shrank 2→1", n="1")
+    for hostname in hostnames:
+        wait_row(hostname, "one slot", lambda w: w.pool_size == 1)
+
+    act("restart_pool", "pool restarted")
+    assert tasks.add.apply_async((2, 2), queue=queue).get(timeout=10) == 4
