@@ -326,12 +326,25 @@ class ControlPlane:
             return consumer.call_soon(lambda: self._resize_by(delta))
         if action == CommandAction.RESTART_POOL:
             return consumer.call_soon(self.restart_pool)
+        if action == CommandAction.TERMINATE:
+            if not worker.pool.supports_terminate:
+                raise ConfigurationError(
+                    f"the {worker.pool.describe()} pool cannot terminate a running task; "
+                    "prefork, gevent and eventlet can"
+                )
+            task_id = command.task_id
+            return consumer.call_soon(lambda: self._terminate(task_id))
         if action == CommandAction.SHUTDOWN:
             worker.stop_requested = True
             return "warm shutdown started: running tasks finish, then the worker exits"
         raise ConfigurationError(
             f"unknown control action {action!r}; allowed: {', '.join(CommandAction.values)}"
         )
+
+    def _terminate(self, task_id: str) -> str:
+        if not self.worker.pool.terminate_job(task_id):
+            raise LookupError(f"task {task_id!r} is not running here (it may have just finished)")
+        return f"terminated task {task_id}; its result is recorded FAILED (Terminated)"
 
     def _resume(self) -> str:
         self.worker.consumer.set_paused(False)

@@ -7,6 +7,7 @@ from typing import Any
 
 from djworker.exceptions import ResultTimeout, TaskFailed
 from djworker.models.results import FINISHED_STATUSES, TaskResult, TaskStatus
+from djworker.models.workers import ControlCommand, request_termination
 
 
 class AsyncResult:
@@ -52,6 +53,16 @@ class AsyncResult:
 
     def failed(self) -> bool:
         return self.status == TaskStatus.FAILED
+
+    def terminate(self, *, requested_by: Any = None) -> ControlCommand:
+        """Stop this task where it runs now (prefork, gevent and eventlet pools).
+
+        Like Celery's ``revoke(terminate=True)`` for a task that has started: the worker
+        running it kills its slot within a control tick and records the result FAILED
+        (``Terminated``). Returns the ``ControlCommand`` whose status and message give the
+        outcome; raises ``ValueError`` if the task is not running on a live worker.
+        """
+        return request_termination(self.id, requested_by=requested_by)
 
     def get(self, timeout: float | None = None, interval: float = 0.05) -> Any:
         """Wait for the task to finish; return its value or raise ``TaskFailed``.

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
 from djworker.models import TaskResult
+from djworker.models.workers import request_termination
 
 
 @admin.register(TaskResult)
@@ -58,6 +60,32 @@ class TaskResultAdmin(admin.ModelAdmin):
             },
         ),
     )
+
+    actions = ("terminate",)
+
+    def has_control_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("djworker.control_worker")
+
+    @admin.action(description="Terminate the selected running tasks", permissions=["control"])
+    def terminate(self, request: HttpRequest, queryset: QuerySet[TaskResult]) -> None:
+        sent, refused = 0, []
+        user = request.user if request.user.is_authenticated else None
+        for result in queryset:
+            try:
+                request_termination(result.id, requested_by=user)
+            except ValueError as exc:
+                refused.append(str(exc))
+                continue
+            self.log_change(request, result, "Control: terminate")
+            sent += 1
+        if sent:
+            self.message_user(
+                request,
+                f"Asked the workers to terminate {sent} task(s). Each result turns FAILED "
+                "(Terminated) once done; outcomes are under Control commands.",
+            )
+        for reason in refused:
+            self.message_user(request, f"Not sent: {reason}", messages.WARNING)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [str(f) for _, options in self.fieldsets for f in options["fields"]]

@@ -262,6 +262,7 @@ class CommandAction(models.TextChoices):
     SHRINK = "shrink", "shrink the pool"
     RESTART_POOL = "restart_pool", "restart the pool"
     SHUTDOWN = "shutdown", "warm shutdown"
+    TERMINATE = "terminate", "terminate a running task"
 
 
 class CommandStatus(models.TextChoices):
@@ -277,6 +278,7 @@ class ControlCommand(models.Model):
     worker = models.ForeignKey(Worker, on_delete=models.CASCADE, related_name="commands")
     action = models.CharField(max_length=32, choices=CommandAction.choices)
     argument = models.IntegerField(default=1, help_text="N for grow/shrink.")
+    task_id = models.CharField(max_length=255, blank=True, help_text="The task to terminate.")
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -302,3 +304,27 @@ class ControlCommand(models.Model):
 def bump_revision(config_id: int) -> None:
     """Make workers re-read a profile without changing it (used after a bulk update)."""
     WorkerConfig.objects.filter(pk=config_id).update(revision=F("revision") + 1)
+
+
+def request_termination(task_id: str, *, requested_by: Any = None) -> ControlCommand:
+    """Ask the worker running task ``task_id`` to stop it now; its result is recorded FAILED.
+
+    Raises ``ValueError`` naming the reason when the task is not running on a live worker.
+    The worker carries the command out within a control tick (about a second) and records the
+    outcome on the returned ``ControlCommand``.
+    """
+    from djworker.models.results import TaskResult, TaskStatus
+
+    result = TaskResult.objects.filter(id=task_id).first()
+    if result is None or result.status != TaskStatus.RUNNING:
+        status = "unknown" if result is None else result.status
+        raise ValueError(f"task {task_id!r} is {status}; only a RUNNING task can be terminated")
+    worker = Worker.objects.filter(hostname=result.worker_hostname).first()
+    if worker is None or worker.current_state != WorkerState.ONLINE:
+        state = "unknown" if worker is None else worker.current_state
+        raise ValueError(
+            f"task {task_id!r} runs on worker {result.worker_hostname!r}, which is {state}"
+        )
+    return ControlCommand.objects.create(
+        worker=worker, action=CommandAction.TERMINATE, task_id=task_id, requested_by=requested_by
+    )

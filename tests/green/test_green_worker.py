@@ -169,3 +169,25 @@ def test_a_green_worker_finishes_running_tasks_on_sigterm_and_enforces_hard_limi
     assert TaskResult.objects.filter(id__in=running, status="SUCCESSFUL").count() == 5
     hard = TaskResult.objects.get(id=stuck)
     assert (hard.status, hard.exception_class) == ("FAILED", "TimeLimitExceeded")
+
+
+@pytest.mark.parametrize("library", ["gevent", "eventlet"])
+def test_a_running_green_task_is_terminated_by_id_and_the_worker_carries_on(
+    worker_factory: Callable[..., WorkerProcess],  # noqa: F811
+    redis_url: str,
+    use_broker: Callable[..., object],
+    library: str,
+) -> None:
+    queue = unique_queue()
+    use_broker(redis_url)
+    worker_factory(f"--pool={library}", "-c", "20", "-Q", queue, broker_url=redis_url)
+    stuck = AsyncResult(green_tasks.sleep_forever.apply_async(queue=queue).id)
+    wait_for(lambda: stuck.status == "RUNNING", what="the task running")
+    command = stuck.terminate()
+    wait_for(
+        lambda: TaskResult.objects.filter(id=stuck.id, status="FAILED").exists(),
+        what="the task terminated",
+    )
+    assert TaskResult.objects.get(id=stuck.id).exception_class == "Terminated"
+    wait_for(lambda: type(command).objects.get(pk=command.pk).status == "done", what="outcome")
+    assert tasks.add.apply_async((1, 2), queue=queue).get(timeout=10) == 3

@@ -13,9 +13,12 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
+from djworker.exceptions import TaskFailed
 from djworker.models import ControlCommand, TaskResult, Worker, WorkerConfig
+from djworker.result import AsyncResult
 from tests.integration.harness import unique_queue, wait_for
 from tests.taskapp import tasks
+from tests.taskapp.models import Note
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -394,3 +397,50 @@ def test_admin_actions_on_two_workers_at_once_pause_resume_shrink_and_restart_bo
 
     act("restart_pool", "pool restarted")
     assert tasks.add.apply_async((2, 2), queue=queue).get(timeout=10) == 4
+
+
+def test_a_running_task_is_terminated_from_the_admin_and_recorded_failed(
+    worker_factory, redis_url, use_broker
+) -> None:
+    use_broker(redis_url)
+    queue, hostname = unique_queue(), unique_name("term")
+    worker_factory(
+        "--pool", "prefork", "-c", "1", "-Q", queue, "-n", hostname, broker_url=redis_url
+    )
+    running = tasks.sleep_then_note_once.apply_async((60, f"term-{hostname}"), queue=queue)
+    wait_for(lambda: Note.objects.filter(text=f"term-{hostname}").exists(), what="the task")
+    client = admin_client()
+    response = client.post(
+        "/admin/djworker/taskresult/", {"action": "terminate", "_selected_action": [running.id]}
+    )
+    assert response.status_code == 302
+    command = wait_for(
+        lambda: ControlCommand.objects.filter(task_id=running.id, status="done").first(),
+        what="the terminate command done",
+    )
+    assert command.requested_by.username == "boss" and command.worker.hostname == hostname
+    with pytest.raises(TaskFailed, match="Terminated"):
+        running.get(timeout=10)
+    assert tasks.add.apply_async((2, 2), queue=queue).get(timeout=20) == 4
+    with pytest.raises(ValueError, match="is SUCCESSFUL; only a RUNNING task can be terminated"):
+        AsyncResult(TaskResult.objects.filter(status="SUCCESSFUL").first().id).terminate()  # type: ignore[union-attr]
+
+
+def test_a_pool_that_cannot_terminate_says_so_in_the_command_outcome(
+    worker_factory, redis_url, use_broker
+) -> None:
+    use_broker(redis_url)
+    queue, hostname = unique_queue(), unique_name("noterm")
+    worker_factory(
+        "--pool", "threads", "-c", "1", "-Q", queue, "-n", hostname, broker_url=redis_url
+    )
+    running = tasks.sleep_then_note_once.apply_async((3, f"noterm-{hostname}"), queue=queue)
+    wait_for(lambda: Note.objects.filter(text=f"noterm-{hostname}").exists(), what="the task")
+    command = running.terminate()
+    wait_for(
+        lambda: ControlCommand.objects.filter(pk=command.pk, status="failed").exists(),
+        what="the command refused",
+    )
+    command.refresh_from_db()
+    assert "the threads pool cannot terminate a running task" in command.message
+    assert running.get(timeout=10) == f"noterm-{hostname}"
