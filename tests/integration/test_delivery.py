@@ -152,7 +152,7 @@ def test_bad_messages_are_rejected_with_a_reason_and_the_worker_carries_on(
         "future-1": "InvalidMessage",
         "bad-args-1": "InvalidMessage",
     }
-    time.sleep(1)  # nothing is retried in a loop
+    time.sleep(4)  # past the 3 s visibility timeout: nothing is delivered again
     assert out.count("is not registered") == worker.output.count("is not registered") == 1
 
 
@@ -189,6 +189,11 @@ def test_countdown_tasks_wait_until_due(worker_factory, broker) -> None:
     assert result.get(timeout=20) == 2
     row = TaskResult.objects.get(id=result.id)
     assert (row.started_at - row.enqueued_at).total_seconds() >= 1.9
+    # The rest of the row a finished task leaves.
+    assert (row.queue, row.args, row.result, row.attempts) == (queue, [1, 1], 2, 1)
+    assert row.worker_hostname and row.finished_at >= row.started_at
+    assert row.wall_time_s is not None and 0 <= row.wall_time_s < 5
+    assert row.cpu_time_s is not None and 0 <= row.cpu_time_s <= row.wall_time_s + 0.05
 
 
 def test_an_expired_message_is_not_run(worker_factory, broker) -> None:
