@@ -107,10 +107,12 @@ def _worker_connections(app_name: str) -> int:
         return int(cursor.fetchone()[0])
 
 
+@pytest.mark.parametrize("library", ["gevent", "eventlet"])
 def test_300_greenlets_using_the_orm_stay_within_the_connection_budget(
     worker_factory: Callable[..., WorkerProcess],  # noqa: F811
     redis_url: str,
     use_broker: Callable[..., object],
+    library: str,
 ) -> None:
     if connection.vendor != "postgresql":
         pytest.skip("the connection budget is Django's psycopg pool: PostgreSQL only")
@@ -121,7 +123,7 @@ def test_300_greenlets_using_the_orm_stay_within_the_connection_budget(
         for i in range(300)
     ]
     worker = worker_factory(
-        "--pool=gevent",
+        f"--pool={library}",
         "-c",
         "300",
         "-Q",

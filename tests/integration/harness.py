@@ -20,6 +20,9 @@ from typing import Any
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[2]
+#: the end of the worker's "worker=NAME ready" log line (eventlet's start-up warning says
+#: "already", so a bare "ready" would match before the worker is)
+READY = " ready\n"
 
 
 def database_url_for_workers() -> str:
@@ -84,7 +87,7 @@ class WorkerProcess:
             command, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT
         )
         if wait_ready:
-            self.wait_for_output("ready", timeout_s=30)
+            self.wait_for_output(READY, timeout_s=30)
         return self
 
     @property

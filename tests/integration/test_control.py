@@ -16,7 +16,7 @@ from django.utils import timezone
 from djworker.exceptions import TaskFailed
 from djworker.models import ControlCommand, TaskResult, Worker, WorkerConfig
 from djworker.result import AsyncResult
-from tests.integration.harness import unique_queue, wait_for
+from tests.integration.harness import READY, unique_queue, wait_for
 from tests.taskapp import tasks
 from tests.taskapp.models import Note
 
@@ -94,7 +94,7 @@ def test_saving_a_profile_resizes_every_follower_but_never_a_setting_pinned_on_t
         ),
     ]
     for worker in workers:
-        worker.wait_for_output("ready", timeout_s=30)
+        worker.wait_for_output(READY, timeout_s=30)
     assert row(free).pool_size == 2  # type: ignore[union-attr]
     assert "concurrency                2                        <- admin" in workers[0].output
 
