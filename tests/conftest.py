@@ -57,3 +57,25 @@ def use_broker() -> object:
     for broker in made:
         broker.close()
     set_broker(None)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without the test database's PostgreSQL locally, skip the tests that need a database.
+
+    Unit tests of pure logic still run. In CI a missing server fails as any other service does.
+    """
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if "postgresql" not in database["ENGINE"]:
+        return
+    host, port = database.get("HOST") or "127.0.0.1", int(database.get("PORT") or 5432)
+    if IN_CI or service_up(host, port):
+        return
+    skip = pytest.mark.skip(
+        reason=f"PostgreSQL is not reachable at {host}:{port}; start it, or run on SQLite with "
+        "DATABASE_URL=sqlite:///djworker.sqlite3"
+    )
+    for item in items:
+        if item.get_closest_marker("django_db"):
+            item.add_marker(skip)
