@@ -290,15 +290,14 @@ class ControlCommandAdmin(admin.ModelAdmin):
     list_display = (
         "created_at",
         "worker",
-        "action",
-        "argument",
+        "asked_for",
         "requested_by",
         "status",
         "message",
         "finished_at",
     )
     list_filter = ("status", "action")
-    search_fields = ("worker__hostname", "message")
+    search_fields = ("worker__hostname", "task_id", "message")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -300,6 +300,15 @@ class ControlCommand(models.Model):
     def __str__(self) -> str:
         return f"{self.action} {self.worker_id} ({self.status})"
 
+    @property
+    def asked_for(self) -> str:
+        """What was asked, as the admin shows it: ``grow 2``, ``terminate <task id>``, ``pause``."""
+        if self.action == CommandAction.TERMINATE:
+            return f"{self.action} {self.task_id}"
+        if self.action in (CommandAction.GROW, CommandAction.SHRINK):
+            return f"{self.action} {self.argument}"
+        return str(self.action)
+
 
 def bump_revision(config_id: int) -> None:
     """Make workers re-read a profile without changing it (used after a bulk update)."""

@@ -419,6 +419,8 @@ def test_a_running_task_is_terminated_from_the_admin_and_recorded_failed(
         what="the terminate command done",
     )
     assert command.requested_by.username == "boss" and command.worker.hostname == hostname
+    page = client.get(f"/admin/djworker/worker/{command.worker.pk}/change/").content.decode()
+    assert f"<td>boss</td><td>terminate {running.id}</td><td>done: terminated task" in page
     with pytest.raises(TaskFailed, match="Terminated"):
         running.get(timeout=10)
     assert tasks.add.apply_async((2, 2), queue=queue).get(timeout=20) == 4
