@@ -183,7 +183,9 @@ class ControlPlane:
         old = worker.config
         worker.config = consumer.config = new
         done: list[str] = []
-        if new.pool != old.pool and {new.pool, old.pool} & GREEN_POOLS:
+        if new.pool != old.pool and (
+            {new.pool, old.pool} & GREEN_POOLS or resolve_pool(new.pool).uses_processes
+        ):
             self.restart_process(new.pool)
         if new.pool != old.pool:
             self.restart_pool()
@@ -229,7 +231,13 @@ class ControlPlane:
         return self.worker.consumer.call_soon(lambda: self.resize(delta))
 
     def restart_pool(self) -> str:
-        """Replace the pool gracefully: running tasks finish, unstarted ones go back."""
+        """Replace the pool gracefully: running tasks finish, unstarted ones go back.
+
+        A prefork pool restarted here forks its fork server from the running worker, whose
+        other threads may hold database connections: its children discard them without a byte
+        on the wire, and the pool logs how many. (A change of pool kind to prefork starts the
+        process again instead: see ``restart_process``.)
+        """
         worker, consumer = self.worker, self.worker.consumer
         old_pool = worker.pool
         consumer.pause()
@@ -259,8 +267,10 @@ class ControlPlane:
         """Start the worker process again for a pool kind that needs its own process.
 
         A green pool patches the standard library when its process starts, and a patched
-        process cannot go back: so the pool is drained as in ``restart_pool`` (running tasks
-        finish, unstarted ones go back), then the process replaces itself with
+        process cannot go back. A pool of processes forks its fork server when the worker holds
+        no database connection, which is only so before the worker's other threads start. So
+        the pool is drained as in ``restart_pool`` (running tasks finish, unstarted ones go
+        back), then the process replaces itself with
         ``python -m djworker runworker`` and the same arguments. It keeps its pid and hostname,
         and follows the profile (now naming ``pool``) from its first tick.
         """

@@ -7,16 +7,16 @@ child. Because the parent sends a job only to an idle child, it always knows whi
 runs: a child's death maps to exactly one job, which is recorded FAILED (or redelivered, with
 ``reject_on_worker_lost``) with the child's exit signal or code.
 
-Hard time limits are enforced by the collector (it kills the child's whole process group); soft
-limits by a timer inside the child (``timelimits.alarm_soft_limit``). Replacement children are
-forked by the collector thread, which closes its database connections first (see ``djworker.db``).
+Children are forked by the pool's fork server (``prefork_server``), which the worker forks once
+at start-up while it holds no database connection: no child is ever forked from a process that
+holds one. Hard time limits are enforced by the collector (it kills the child's whole process
+group); soft limits by a timer inside the child (``timelimits.alarm_soft_limit``).
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import gc
 import itertools
 import logging
 import os
@@ -32,6 +32,7 @@ from djworker import db
 from djworker.concurrency.base import BasePool
 from djworker.concurrency.prefork_child import child_guard, child_main
 from djworker.concurrency.prefork_process import Child, describe_exit, kill_group
+from djworker.concurrency.prefork_server import ForkServer, ForkServerLost
 from djworker.exceptions import ConfigurationError
 from djworker.job import Job, Limits, Outcome, OutcomeKind
 
@@ -70,7 +71,11 @@ class PreforkPool(BasePool):
         self._collector = threading.Thread(
             target=self._collect, name="djworker-prefork-collector", daemon=True
         )
+        self._server = ForkServer(self._ctx, self._child_entry)
         self.children_started = 0
+        #: database connections children found inherited at birth (none, unless task code opened
+        #: one in the worker before the pool started); each child discards them anyway
+        self.inherited_connections = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -80,6 +85,10 @@ class PreforkPool(BasePool):
         import djworker.execution
         import djworker.result_store  # noqa: F401
 
+        # At start-up no other worker thread runs yet: with this thread's connections closed,
+        # the worker holds none, so neither does the fork server, nor any child it forks later.
+        db.close_before_fork()
+        self._server.start(close_in_server=self._close_in_server)
         for _ in range(self.initial_size):
             self._spawn()
         self._wait_first_ready()
@@ -90,11 +99,10 @@ class PreforkPool(BasePool):
         with self._lock:
             children = list(self._children.values())
         for child in children:
-            while not child.ready and time.monotonic() < deadline:
+            while not child.ready and child.exitcode is None and time.monotonic() < deadline:
                 if child.conn.poll(0.05):
                     self._read(child)
-                elif not child.process.is_alive():
-                    break
+                self._reap()
         limit = self.max_memory_per_child_kib
         fresh = max((c.rss_kib for c in children if c.ready), default=0)
         if limit and fresh > limit:
@@ -139,16 +147,25 @@ class PreforkPool(BasePool):
             return len(self._children)
 
     def _close(self, *, join_s: float) -> None:
+        if not self._closed:
+            logger.info(
+                "prefork pool closed: %d pool process(es) started, %d database connection(s) "
+                "inherited by them",
+                self.children_started,
+                self.inherited_connections,
+            )
         self._closed = True
         self._wake()
         if self._collector.is_alive() and threading.current_thread() is not self._collector:
             self._collector.join(join_s)
+        with contextlib.suppress(ForkServerLost):
+            self._reap()
+        # The fork server exits once its children have; any left are killed with it.
+        self._server.close(join_s=join_s)
         with self._lock:
-            for child in list(self._children.values()):
-                child.process.join(0.5)
-                if child.process.exitcode is not None:
-                    self._children.pop(child.pid, None)
-                    child.conn.close()
+            for child in self._children.values():
+                child.conn.close()
+            self._children.clear()
 
     # -- work ------------------------------------------------------------------------------------
 
@@ -184,6 +201,8 @@ class PreforkPool(BasePool):
             "processes": processes,
             "queued": queued,
             "children_started": self.children_started,
+            "inherited_connections": self.inherited_connections,
+            "fork_server_pid": self._server.pid,
         }
 
     def guard(self, limits: Limits) -> AbstractContextManager[object]:
@@ -221,49 +240,37 @@ class PreforkPool(BasePool):
     # -- children ----------------------------------------------------------------------------------
 
     def _spawn(self) -> Child:
-        """Fork one child. The forking thread first closes its database connections."""
-        db.close_before_fork()
-        # Objects from before the fork stay out of the child's collections: fewer copied pages.
-        gc.freeze()
-        parent_end, child_end = self._ctx.Pipe(duplex=True)
+        """Have the fork server fork one child."""
         slot = next(self._slots)
-        process = self._ctx.Process(
-            target=self._child_entry,
-            args=(child_end, slot, os.getpid()),
-            name=f"djworker-pool-{slot}",
-            daemon=False,  # tasks may start processes of their own
-        )
-        process.start()
-        # The child keeps its frozen copy. The parent lives on and forks again: left frozen, the
-        # garbage cycles it holds now could never be collected, and each fork would add more.
-        gc.unfreeze()
-        child_end.close()
-        with contextlib.suppress(OSError):
-            os.setpgid(
-                process.pid, process.pid
-            )  # also done in the child; whichever runs first wins
-        child = Child(slot=slot, process=process, conn=parent_end)
+        options = {
+            "max_tasks": self.max_tasks_per_child,
+            "max_memory_kib": self.max_memory_per_child_kib,
+        }
+        conn, pid = self._server.spawn(slot, options)
+        child = Child(slot=slot, pid=pid, conn=conn)
         with self._lock:
             self._children[child.pid] = child
         self.children_started += 1
         logger.debug("pool process slot=%d pid=%s started", slot, child.pid)
         return child
 
-    def _child_entry(self, conn: Any, slot: int, parent_pid: int) -> None:
-        # Close what belongs to the parent and the siblings, so a dead parent reads as EOF.
-        for other in list(self._children.values()):
+    def _close_in_server(self) -> None:
+        """First thing in a new fork server: close the worker's pipes, so a child holds none."""
+        for child in list(self._children.values()):
             with contextlib.suppress(OSError):
-                other.conn.close()
+                child.conn.close()
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+    def _child_entry(self, conn: Any, slot: int, server_pid: int, options: dict[str, Any]) -> None:
         child_main(
             conn,
             slot=slot,
-            parent_pid=parent_pid,
+            parent_pid=server_pid,
             run_job=self.run_job,
-            max_tasks=self.max_tasks_per_child,
-            max_memory_kib=self.max_memory_per_child_kib,
+            max_tasks=options["max_tasks"],
+            max_memory_kib=options["max_memory_kib"],
         )
 
     def _retire(self, child: Child) -> None:
@@ -323,18 +330,17 @@ class PreforkPool(BasePool):
         timeout = COLLECT_INTERVAL_S
         if deadlines:
             timeout = max(0.0, min(timeout, min(deadlines) - time.monotonic()))
-        waitables: list[Any] = [self._wake_r]
-        for child in children:
-            waitables += [child.conn, child.process.sentinel]
+        waitables: list[Any] = [self._wake_r, self._server, *(c.conn for c in children)]
         ready = wait(waitables, timeout)
         if self._wake_r in ready:
             os.read(self._wake_r, 4096)
         for child in children:
             if child.conn in ready:
                 self._read(child)
-        for child in children:
-            if child.process.sentinel in ready:
-                self._on_exit(child)
+        try:
+            self._reap()
+        except ForkServerLost as exc:
+            self._replace_server(str(exc))
         self._enforce_hard_limits()
         self._maintain()
         with self._lock:
@@ -349,8 +355,17 @@ class PreforkPool(BasePool):
             except (EOFError, OSError):
                 return
             if message[0] == "ready":
+                _, rss_kib, inherited = message
+                if inherited:
+                    logger.warning(
+                        "pool process pid=%s inherited %d database connection(s) from the "
+                        "worker and discarded them without a byte on the wire",
+                        child.pid,
+                        inherited,
+                    )
                 with self._lock:
-                    child.ready, child.rss_kib = True, message[1]
+                    child.ready, child.rss_kib = True, rss_kib
+                    self.inherited_connections += inherited
                     self._dispatch()
                 continue
             _, outcome, rss_kib, retiring = message
@@ -369,16 +384,23 @@ class PreforkPool(BasePool):
             if not already_reported:
                 self.on_outcome(outcome)
 
+    def _reap(self) -> None:
+        """Handle every exit the fork server reported (it has also killed the grandchildren)."""
+        for pid, exitcode in self._server.exits():
+            with self._lock:
+                child = self._children.get(pid)
+            if child is not None:
+                child.exitcode = exitcode
+                self._on_exit(child)
+
     def _on_exit(self, child: Child) -> None:
         self._read(child)  # an outcome sent just before exiting still counts
-        child.process.join(1.0)
-        status = describe_exit(child.process.exitcode)
+        status = describe_exit(child.exitcode)
         with self._lock:
             self._children.pop(child.pid, None)
             job = None if child.reported else child.job
             child.job = None
         child.conn.close()
-        kill_group(child.pid)  # grandchildren left behind go with their parent
         if job is not None:
             logger.error(
                 "pool process pid=%s died running id=%s: %s", child.pid, job.task_id, status
@@ -427,6 +449,23 @@ class PreforkPool(BasePool):
                     "could not start a pool process; retrying in %ss", COLLECT_INTERVAL_S
                 )
                 return
+
+    def _replace_server(self, reason: str) -> None:
+        """The fork server died (and its children with it): record their jobs, start another.
+
+        Unlike the first, this fork server is forked while other worker threads may hold
+        database connections; its children discard whatever they inherit (``djworker.db``).
+        """
+        logger.error("%s; its pool processes died with it; starting a new one", reason)
+        with self._lock:
+            children = list(self._children.values())
+        for child in children:
+            kill_group(child.pid)
+            child.exitcode = child.exitcode if child.exitcode is not None else -9
+            self._on_exit(child)
+        db.close_before_fork()
+        self._server = ForkServer(self._ctx, self._child_entry)
+        self._server.start(close_in_server=self._close_in_server)
 
     def _report_lost(
         self, job: Job, *, reason: str, exit_status: str, exception_class: str = ""

@@ -1,14 +1,15 @@
 """The prefork pool's child process: the loop that runs jobs, and what a child does at birth.
 
-A child is forked from the worker (Django is already set up and every task module imported), so
-it does no initialisation of its own beyond making the fork safe: it leads its own process
-group (so its grandchildren can be stopped with it), asks the kernel to kill it if the worker
-dies, restores default signal handling (the worker coordinates shutdown, so SIGINT from a
-terminal is ignored) and discards the database connections it inherited without a byte of I/O.
+A child is forked from the pool's fork server, itself a fork of the worker (Django is already
+set up and every task module imported), so it does no initialisation of its own beyond making
+the fork safe: it leads its own process group (so its grandchildren can be stopped with it),
+asks the kernel to kill it if the fork server dies (which dies with the worker), restores
+default signal handling (the worker coordinates shutdown, so SIGINT from a terminal is ignored)
+and discards any database connection it inherited without a byte of I/O (there should be none).
 
 Messages on the pipe, parent -> child: a ``Job`` to run, or ``None`` to retire.
-Child -> parent: ``("ready", rss_kib)`` once, then ``("done", outcome, rss_kib, retiring)``
-after each job.
+Child -> parent: ``("ready", rss_kib, inherited_connections)`` once, then
+``("done", outcome, rss_kib, retiring)`` after each job.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def current_rss_kib() -> int:
 
 
 def die_with_parent(parent_pid: int) -> None:
-    """Have the kernel SIGKILL this process when the worker dies (Linux only)."""
+    """Have the kernel SIGKILL this process when its parent dies (Linux only)."""
     if not sys.platform.startswith("linux"):
         return
     try:
@@ -54,7 +55,7 @@ def die_with_parent(parent_pid: int) -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):
         logger.warning("prctl(PR_SET_PDEATHSIG) unavailable; a pool process may outlive the worker")
-    if os.getppid() != parent_pid:  # the worker died before prctl took effect
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(1)
 
 
@@ -64,12 +65,12 @@ def _reset_signals() -> None:
         signal.signal(signum, signal.SIG_DFL)
 
 
-def _set_title(slot: int) -> None:
+def set_title(role: str) -> None:
     try:
         import setproctitle  # type: ignore[import-not-found]
     except ImportError:
         return
-    setproctitle.setproctitle(f"djworker: pool process {slot}")
+    setproctitle.setproctitle(f"djworker: {role}")
 
 
 def child_guard(limits: Limits) -> AbstractContextManager[object]:
@@ -93,10 +94,10 @@ def child_main(
         os.setpgid(0, 0)
     die_with_parent(parent_pid)
     _reset_signals()
-    db.discard_inherited()
-    _set_title(slot)
+    inherited = db.discard_inherited()
+    set_title(f"pool process {slot}")
     signals.send_robust(signals.worker_process_init, None, slot=slot)
-    conn.send(("ready", current_rss_kib()))
+    conn.send(("ready", current_rss_kib(), inherited))
     done = 0
     try:
         while True:

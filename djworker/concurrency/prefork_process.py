@@ -30,8 +30,8 @@ class Child:
     """The parent's view of one pool process."""
 
     slot: int
-    process: Any  # billiard ForkProcess
-    conn: Any  # billiard duplex Connection, the parent's end
+    pid: int
+    conn: Any  # billiard duplex Connection, the worker's end
     ready: bool = False
     job: Job | None = None
     deadline: float | None = None
@@ -41,10 +41,8 @@ class Child:
     #: the parent already reported this child's job (time limit, terminate, cold stop)
     reported: bool = False
     born: float = field(default_factory=time.monotonic)
-
-    @property
-    def pid(self) -> int:
-        return int(self.process.pid)
+    #: set when the fork server reports the exit (negative: the signal that ended it)
+    exitcode: int | None = None
 
     @property
     def idle(self) -> bool:

@@ -7,6 +7,7 @@ Each worker gets its own ``application_name`` (tests/settings_prefork.py), so
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -35,6 +36,17 @@ def _sessions(app_name: str) -> int:
             [connection.settings_dict["NAME"], app_name],
         )
         return int(cursor.fetchone()[0])
+
+
+def _forks(output: str) -> tuple[int, int]:
+    """(pool processes started, database connections they inherited), from the worker's log."""
+    found = re.search(
+        r"prefork pool closed: (\d+) pool process\(es\) started, (\d+) database "
+        r"connection\(s\) inherited by them",
+        output,
+    )
+    assert found, f"no 'prefork pool closed' line in the worker's log:\n{output}"
+    return int(found[1]), int(found[2])
 
 
 def _start(worker_factory, redis_url, *args: str, env: dict[str, str] | None = None):
@@ -160,6 +172,8 @@ def test_a_thousand_orm_tasks_succeed_with_recycled_children_and_bounded_connect
         "Traceback",
     ):
         assert bad not in worker.output
+    started, inherited = _forks(worker.output)
+    assert started >= 1000 // 5 and inherited == 0
     wait_for(lambda: _sessions(app_name) == 0, timeout_s=5, what="no session left after shutdown")
 
 
@@ -253,6 +267,11 @@ def test_on_the_django_broker_orm_tasks_succeed_and_sessions_stay_bounded(
     worker.signal(signal.SIGTERM)
     assert worker.wait() == 0
     assert "Traceback" not in worker.output
+    # The worker held its transport and LISTEN sessions at every one of these forks, yet no
+    # child inherited a connection: children are forked by the fork server, which holds none.
+    started, inherited = _forks(worker.output)
+    assert started >= 300 // 5 and inherited == 0
+    assert "inherited" not in worker.output.replace("connection(s) inherited by them", "")
     wait_for(lambda: _sessions(app_name) == 0, timeout_s=5, what="no session left after shutdown")
 
 
@@ -278,3 +297,87 @@ def test_a_child_also_silences_connections_made_outside_django():
     assert os.waitstatus_to_exitcode(status) == 0
     assert raw.execute("SELECT pg_backend_pid()").fetchone()[0] == backend
     raw.close()
+
+
+def _pid_runner(job):
+    from djworker.job import Outcome, OutcomeKind
+
+    return Outcome(job.token, job.task_id, OutcomeKind.SUCCEEDED, detail=str(os.getpid()))
+
+
+def _run_in_pool(pool, outcomes, n: int) -> set[int]:
+    from djworker.job import Job
+
+    pids = set()
+    for token in range(1, n + 1):
+        pool.apply_async(Job(token, {"id": f"t{token}", "task": "x"}))
+        pids.add(int(outcomes.get(timeout=10).detail))
+    return pids
+
+
+def _connection_held_by_another_thread():
+    """Open a session in a new thread and keep it until the returned callable is called."""
+    opened, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        _backend_pid()
+        opened.set()
+        release.wait(30)
+        connections.close_all()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert opened.wait(10)
+
+    def done() -> None:
+        release.set()
+        thread.join(10)
+
+    return done
+
+
+def test_replacement_children_inherit_no_connection_another_worker_thread_holds():
+    """The clause itself: the process children are forked from holds no connection.
+
+    Another thread of this process holds a session while every child is replaced. Forked from
+    this process, each replacement would inherit that session; forked from the fork server
+    (forked at start, before the session was opened), none does.
+    """
+    import queue
+
+    from djworker.concurrency.prefork import PreforkPool
+
+    _require_postgres()
+    db.track_connections()
+    outcomes: queue.SimpleQueue = queue.SimpleQueue()
+    pool = PreforkPool(size=2, on_outcome=outcomes.put, runner=_pid_runner, max_tasks_per_child=1)
+    pool.start()
+    release = _connection_held_by_another_thread()
+    try:
+        pids = _run_in_pool(pool, outcomes, 10)
+        assert len(pids) == 10  # one child per task: ten replacements, forked while it was held
+        assert pool.children_started >= 10
+        assert pool.inherited_connections == 0
+    finally:
+        release()
+        pool.stop(graceful=False)
+
+
+def test_a_connection_open_before_the_pool_starts_is_counted_and_discarded_in_children():
+    """The count the proof above relies on is real: it sees a connection when there is one."""
+    import queue
+
+    from djworker.concurrency.prefork import PreforkPool
+
+    _require_postgres()
+    db.track_connections()
+    outcomes: queue.SimpleQueue = queue.SimpleQueue()
+    release = _connection_held_by_another_thread()
+    pool = PreforkPool(size=1, on_outcome=outcomes.put, runner=_pid_runner, max_tasks_per_child=1)
+    try:
+        pool.start()
+        _run_in_pool(pool, outcomes, 3)
+        assert pool.inherited_connections >= 3  # one in each child that ran a task
+    finally:
+        pool.stop(graceful=False)
+        release()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import queue
+import signal
 import time
 import weakref
 
@@ -141,3 +142,53 @@ def test_garbage_cycles_the_parent_held_when_it_forked_are_still_collected_after
         gc.enable()
     gc.collect()
     assert ref() is None, "a cycle frozen at fork time stays in the parent for good"
+
+
+def _parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[1])
+
+
+def _wait_for_children(pool: PreforkPool, n: int) -> list[int]:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        pids = [p["pid"] for p in pool.info()["processes"]]
+        if len(pids) == n:
+            return pids
+        time.sleep(0.05)
+    raise AssertionError(f"{pool.info()['processes']} is not {n} pool processes")
+
+
+def test_children_are_forked_by_the_fork_server_not_by_the_worker(make_pool):
+    pool, outcomes = make_pool(size=2)
+    server = pool.info()["fork_server_pid"]
+    assert server not in (None, os.getpid())
+    assert _parent_of(server) == os.getpid()
+    assert {_parent_of(pid) for pid in _wait_for_children(pool, 2)} == {server}
+    pool.apply_async(_job(1))
+    assert outcomes.get(timeout=10).kind is OutcomeKind.SUCCEEDED
+
+
+def test_a_killed_fork_server_is_replaced_and_its_children_with_it(make_pool):
+    pool, outcomes = make_pool(size=2)
+    old_server = pool.info()["fork_server_pid"]
+    old_children = set(_wait_for_children(pool, 2))
+    os.kill(old_server, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while pool.info()["fork_server_pid"] == old_server and time.monotonic() < deadline:
+        time.sleep(0.05)
+    new_server = pool.info()["fork_server_pid"]
+    assert new_server != old_server
+    new_children = set(_wait_for_children(pool, 2))
+    assert not new_children & old_children
+    assert {_parent_of(pid) for pid in new_children} == {new_server}
+    pool.apply_async(_job(1))
+    assert int(outcomes.get(timeout=10).detail) in new_children
+
+
+def test_the_fork_server_exits_with_the_pool(make_pool):
+    pool, _ = make_pool(size=1)
+    server = pool.info()["fork_server_pid"]
+    pool.stop(graceful=True, timeout_s=5)
+    with pytest.raises(ProcessLookupError):
+        os.kill(server, 0)

@@ -1,0 +1,278 @@
+"""The prefork pool's fork server: the one process every pool process is forked from.
+
+The worker forks it once, when the pool starts. At that moment the worker's main thread has just
+closed its database connections and no other worker thread has started, so the fork server
+holds no database connection; it never opens one. Every pool process (at start-up, at each
+replacement, whenever the pool grows) is forked from the fork server, never from the worker, so
+no pool process is forked from a process that holds a connection, whatever the worker's own
+threads (the ``django://`` transport, the control tick) are doing at that moment, and without
+pausing them.
+
+The fork server is a billiard process, and so are the pool processes it starts. It does two
+things: fork a pool process when asked, and report how each one exited (a process's exit
+status can only be collected by its parent).
+
+Messages on one Unix ``SOCK_SEQPACKET`` socket pair, pickled, one per packet:
+
+* worker -> fork server: ``("spawn", slot, options)``, with the pool process's end of its pipe
+  to the worker attached (``SCM_RIGHTS``);
+* fork server -> worker: ``("started", slot, pid)``, ``("failed", slot, error)`` and
+  ``("exited", pid, exitcode)``.
+
+When the worker closes its end (or dies), the fork server waits for its pool processes to exit
+and exits. If the worker is killed, the kernel kills the fork server, and its pool processes
+with it (``PR_SET_PDEATHSIG`` on both).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import os
+import pickle
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import wait
+from typing import Any
+
+from djworker.concurrency.prefork_process import kill_group
+
+logger = logging.getLogger(__name__)
+
+#: the largest message either side sends (a slot and a few options, or an error text)
+MAX_PACKET = 64 * 1024
+#: how long the worker waits for a pool process to be forked before it calls the attempt failed
+SPAWN_TIMEOUT_S = 30.0
+
+#: runs in a new pool process: (the pool process's end of its pipe, slot, fork server pid, options)
+ChildEntry = Callable[[Any, int, int, dict[str, Any]], None]
+
+
+class ForkServerLost(RuntimeError):
+    """The fork server exited: no pool process can be started until a new one runs."""
+
+
+def _send(sock: socket.socket, message: tuple[Any, ...], fds: list[int] | None = None) -> None:
+    socket.send_fds(sock, [pickle.dumps(message)], fds or [])
+
+
+def _receive(sock: socket.socket) -> tuple[tuple[Any, ...], list[int]]:
+    data, fds, _flags, _address = socket.recv_fds(sock, MAX_PACKET, 1)
+    if not data:
+        for fd in fds:
+            os.close(fd)
+        raise EOFError("the other end of the fork server socket is closed")
+    return pickle.loads(data), fds
+
+
+class ForkServer:
+    """The worker's handle on its fork server (used by one thread at a time: see the pool)."""
+
+    def __init__(self, ctx: Any, child_entry: ChildEntry) -> None:
+        self._ctx = ctx
+        self._child_entry = child_entry
+        self._sock: socket.socket | None = None
+        self._process: Any = None
+        self._lock = threading.Lock()
+        #: (pid, exitcode) read while waiting for something else, for ``exits`` to return
+        self._exits: list[tuple[int, int | None]] = []
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else int(self._process.pid)
+
+    def fileno(self) -> int:
+        """Readable when the fork server reports an exit (or has exited): for ``wait``."""
+        assert self._sock is not None, "the fork server is not started"
+        return self._sock.fileno()
+
+    def start(self, close_in_server: Callable[[], None]) -> None:
+        """Fork the fork server. The caller has closed its database connections first.
+
+        ``close_in_server`` runs first thing in the fork server: it closes what belongs to the
+        worker (pipes to pool processes of an earlier fork server, the pool's wake-up pipe).
+        """
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # Objects from before the fork stay out of the collections: fewer pages copied later.
+        gc.freeze()
+        process = self._ctx.Process(
+            target=_serve,
+            args=(theirs, ours, os.getpid(), self._child_entry, close_in_server),
+            name="djworker-fork-server",
+            daemon=False,  # its pool processes run tasks that may start processes of their own
+        )
+        try:
+            process.start()
+        finally:
+            # The worker lives on: left frozen, the garbage cycles it holds now would never be
+            # collected, and each new fork server would add more.
+            gc.unfreeze()
+            theirs.close()
+        self._sock, self._process = ours, process
+        logger.debug("fork server pid=%s started", process.pid)
+
+    def spawn(self, slot: int, options: dict[str, Any]) -> tuple[Any, int]:
+        """Have the fork server fork a pool process: the worker's end of its pipe, and its pid."""
+        assert self._sock is not None, "the fork server is not started"
+        parent_end, child_end = self._ctx.Pipe(duplex=True)
+        try:
+            with self._lock:
+                try:
+                    _send(self._sock, ("spawn", slot, options), [child_end.fileno()])
+                except OSError as exc:
+                    raise ForkServerLost(f"the fork server is gone ({exc})") from exc
+                finally:
+                    child_end.close()
+                while True:
+                    if not wait([self._sock], SPAWN_TIMEOUT_S):
+                        raise ForkServerLost(
+                            f"the fork server did not start a pool process in {SPAWN_TIMEOUT_S}s"
+                        )
+                    message = self._read_one()
+                    if message[0] == "started" and message[1] == slot:
+                        return parent_end, int(message[2])
+                    if message[0] == "failed" and message[1] == slot:
+                        raise RuntimeError(f"the fork server could not fork: {message[2]}")
+        except BaseException:
+            parent_end.close()
+            raise
+
+    def exits(self) -> list[tuple[int, int | None]]:
+        """Every (pid, exitcode) reported since the last call, without blocking.
+
+        Raises ``ForkServerLost`` once the fork server has exited (not after ``close``).
+        """
+        if self._sock is None or self._sock.fileno() < 0:
+            return []  # not started, or closed
+        with self._lock:
+            while wait([self._sock], 0):
+                self._read_one()
+            exits, self._exits = self._exits, []
+        return exits
+
+    def _read_one(self) -> tuple[Any, ...]:
+        assert self._sock is not None
+        try:
+            message, fds = _receive(self._sock)
+        except (EOFError, OSError) as exc:
+            raise ForkServerLost(self._describe_loss()) from exc
+        for fd in fds:
+            os.close(fd)
+        if message[0] == "exited":
+            self._exits.append((int(message[1]), message[2]))
+        return message
+
+    def _describe_loss(self) -> str:
+        from djworker.concurrency.prefork_process import describe_exit
+
+        process = self._process
+        if process is not None:
+            process.join(1.0)
+        status = describe_exit(None if process is None else process.exitcode)
+        return f"the fork server (pid {self.pid}) exited with {status}"
+
+    def close(self, *, join_s: float) -> None:
+        """Close the worker's end; the fork server exits once its pool processes have."""
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.close()
+        if self._process is not None:
+            self._process.join(join_s)
+            if self._process.exitcode is None:
+                logger.warning("fork server pid=%s did not exit; killing it", self._process.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self._process.pid, signal.SIGKILL)
+                self._process.join(1.0)
+
+
+# -- in the fork server --------------------------------------------------------------------------
+
+
+def _serve(
+    sock: socket.socket,
+    worker_end: socket.socket,
+    worker_pid: int,
+    child_entry: ChildEntry,
+    close_in_server: Callable[[], None],
+) -> None:
+    from djworker.concurrency.prefork_child import die_with_parent, set_title
+
+    worker_end.close()
+    close_in_server()
+    die_with_parent(worker_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # ^C reaches the whole group; the worker decides
+    for signum in (signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1, signal.SIGCHLD):
+        signal.signal(signum, signal.SIG_DFL)
+    set_title("fork server")
+    ctx = _billiard_fork_context()
+    children: dict[int, Any] = {}  # sentinel -> billiard process
+    listening = True
+    while listening or children:
+        ready = wait(([sock] if listening else []) + list(children), None)
+        if sock in ready:
+            try:
+                message, fds = _receive(sock)
+            except (EOFError, OSError):
+                listening = False  # the worker is done: wait for the pool processes to exit
+            else:
+                process = _spawn(ctx, sock, child_entry, message, fds)
+                if process is not None:
+                    children[process.sentinel] = process
+        for sentinel in [s for s in children if s in ready]:
+            process = children.pop(sentinel)
+            # Grandchildren left behind go with their parent; before the join, while the exited
+            # child's pid cannot yet belong to another process.
+            kill_group(process.pid)
+            process.join()
+            if listening:
+                with contextlib.suppress(OSError):
+                    _send(sock, ("exited", process.pid, process.exitcode))
+    os._exit(0)  # nothing of the worker's (atexit handlers, finalisers) runs here
+
+
+def _spawn(
+    ctx: Any, sock: socket.socket, child_entry: ChildEntry, message: tuple[Any, ...], fds: list[int]
+) -> Any:
+    _, slot, options = message
+    from billiard.connection import Connection
+
+    conn = Connection(fds[0])
+    try:
+        process = ctx.Process(
+            target=_child_main,
+            args=(child_entry, sock, conn, slot, os.getpid(), options),
+            name=f"djworker-pool-{slot}",
+            daemon=False,  # tasks may start processes of their own
+        )
+        process.start()
+    except Exception as exc:
+        logger.exception("fork server could not fork pool process slot=%s", slot)
+        _send(sock, ("failed", slot, f"{type(exc).__name__}: {exc}"))
+        return None
+    finally:
+        conn.close()
+    with contextlib.suppress(OSError):
+        os.setpgid(process.pid, process.pid)  # also done in the child; whichever runs first wins
+    _send(sock, ("started", slot, process.pid))
+    return process
+
+
+def _child_main(
+    child_entry: ChildEntry,
+    server_sock: socket.socket,
+    conn: Any,
+    slot: int,
+    server_pid: int,
+    options: dict[str, Any],
+) -> None:
+    server_sock.close()  # the fork server's socket is not the pool process's to hold open
+    child_entry(conn, slot, server_pid, options)
+
+
+def _billiard_fork_context() -> Any:
+    import billiard
+
+    return billiard.get_context("fork")
