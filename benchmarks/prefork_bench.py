@@ -65,13 +65,23 @@ class Worker:
                 raise SystemExit(f"worker did not start:\n{self.log.read_text()}")
             time.sleep(0.05)
 
+    def fork_server(self) -> int:
+        """The worker's only child process: the pool's fork server."""
+        (server,) = children_of(self.proc.pid)
+        return server
+
     def children(self) -> list[int]:
-        path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
-        return [int(p) for p in path.read_text().split()] if path.exists() else []
+        """The pool processes: the fork server's children."""
+        return children_of(self.fork_server())
 
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(60)
+
+
+def children_of(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
 def run_batch(worker: Worker, task: Any, args_list: list[tuple[Any, ...]]) -> float:
@@ -149,7 +159,9 @@ def main() -> None:
     w = Worker("--pool", "prefork", "-c", "2")
     time.sleep(1)
     kids = w.children()
+    server = w.fork_server()
     fresh = [private_kib(pid) for pid in kids]
+    server_fresh = private_kib(server)
     run_batch(w, tasks.noop, [()] * 200)
     used = [private_kib(pid) for pid in kids]
     rows += [
@@ -157,6 +169,8 @@ def main() -> None:
         ("child RSS (mostly shared with the parent)", f"{rss_kib(kids[0]) / 1024:.1f} MiB"),
         ("private memory per fresh child (USS)", f"{sum(fresh) / len(fresh) / 1024:.1f} MiB"),
         ("private memory per child after 100 tasks", f"{sum(used) / len(used) / 1024:.1f} MiB"),
+        ("private memory of the fork server, fresh", f"{server_fresh / 1024:.1f} MiB"),
+        ("private memory of the fork server, after", f"{private_kib(server) / 1024:.1f} MiB"),
     ]
     w.stop()
 
