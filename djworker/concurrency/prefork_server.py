@@ -203,8 +203,12 @@ def _serve(
     worker_end.close()
     close_in_server()
     die_with_parent(worker_pid)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # ^C reaches the whole group; the worker decides
-    for signum in (signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1, signal.SIGCHLD):
+    # A signal sent to the worker's whole process group (^C in a terminal, a supervisor that
+    # signals every process, systemd's default KillMode) must not take the children down with
+    # the fork server: the worker decides how to stop, and the fork server goes when it does.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+        signal.signal(signum, signal.SIG_IGN)
+    for signum in (signal.SIGUSR1, signal.SIGCHLD):
         signal.signal(signum, signal.SIG_DFL)
     set_title("fork server")
     ctx = _billiard_fork_context()

@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -182,6 +183,24 @@ def test_the_parent_shuts_down_warm_on_sigterm_while_every_child_is_busy(
     assert worker.wait() == 0
     assert [r.get(timeout=5) for r in results] == [3, 3]
     assert Note.objects.filter(text__startswith="warm-").count() == 2
+
+
+def test_a_sigterm_that_also_reaches_the_fork_server_still_shuts_down_warm(
+    worker_factory, redis_url, use_broker
+):
+    """As when a supervisor signals every process of the worker's group or cgroup."""
+    use_broker(redis_url)
+    worker, queue = _prefork(worker_factory, redis_url, "-c", "1")
+    result = tasks.sleep.apply_async((2,), {"note": "group-term"}, queue=queue)
+    wait_for(lambda: TaskResult.objects.filter(status="RUNNING").exists(), timeout_s=20)
+    assert worker.process is not None
+    pid = worker.process.pid
+    (fork_server,) = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    os.kill(int(fork_server), signal.SIGTERM)
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0
+    assert result.get(timeout=5) == 2
+    assert Note.objects.filter(text="group-term").count() == 1
 
 
 def test_a_second_signal_stops_now_and_kills_the_children(worker_factory, redis_url, use_broker):
