@@ -233,10 +233,8 @@ class ControlPlane:
     def restart_pool(self) -> str:
         """Replace the pool gracefully: running tasks finish, unstarted ones go back.
 
-        A prefork pool restarted here forks its fork server from the running worker, whose
-        other threads may hold database connections: its children discard them without a byte
-        on the wire, and the pool logs how many. (A change of pool kind to prefork starts the
-        process again instead: see ``restart_process``.)
+        Never used to start a pool of processes: a change of pool kind to prefork, and a
+        restart of a prefork pool, start the worker process again (``restart_process``).
         """
         worker, consumer = self.worker, self.worker.consumer
         old_pool = worker.pool
@@ -335,6 +333,14 @@ class ControlPlane:
             delta = n if action == CommandAction.GROW else -n
             return consumer.call_soon(lambda: self._resize_by(delta))
         if action == CommandAction.RESTART_POOL:
+            if worker.pool.uses_processes:
+                # A new fork server must be forked from a process that holds no database
+                # connection: only a fresh worker process, before its threads start, is one.
+                consumer.call_soon(lambda: self.restart_process(worker.config.pool))
+                return (
+                    "starting the worker process again for a fresh pool: running tasks "
+                    "finish first, unstarted ones go back to the broker"
+                )
             return consumer.call_soon(self.restart_pool)
         if action == CommandAction.TERMINATE:
             if not worker.pool.supports_terminate:

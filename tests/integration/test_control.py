@@ -3,6 +3,7 @@ pool restarts, control commands and the heartbeat of a busy solo worker."""
 
 from __future__ import annotations
 
+import re
 import signal
 import uuid
 from datetime import timedelta
@@ -397,6 +398,36 @@ def test_admin_actions_on_two_workers_at_once_pause_resume_shrink_and_restart_bo
 
     act("restart_pool", "pool restarted")
     assert tasks.add.apply_async((2, 2), queue=queue).get(timeout=10) == 4
+
+
+def test_restarting_a_prefork_pool_starts_the_process_again_with_a_clean_fork_server(
+    worker_factory, redis_url, use_broker
+) -> None:
+    use_broker(redis_url)
+    queue, hostname = unique_queue(), unique_name("fresh")
+    worker = worker_factory(
+        "--pool", "prefork", "-c", "1", "-Q", queue, "-n", hostname,
+        "--config", unique_name("p"), broker_url=redis_url,
+    )  # fmt: skip
+    assert worker.process is not None
+    first_child = tasks.whoami.apply_async(queue=queue).get(timeout=20)["pid"]
+    running = tasks.sleep.apply_async((1,), queue=queue)
+    wait_for(lambda: TaskResult.objects.filter(id=running.id, status="RUNNING").exists())
+    command = ControlCommand.objects.create(worker=row(hostname), action="restart_pool")
+    done = wait_for(
+        lambda: ControlCommand.objects.filter(pk=command.pk, status="done").first(),
+        what="the restart command done",
+    )
+    assert "starting the worker process again" in done.message
+    assert running.get(timeout=20) == 1  # the running task finished first
+    worker.wait_for_output("starting again for the prefork pool")
+    again = tasks.whoami.apply_async(queue=queue).get(timeout=30)
+    assert again["pid"] != first_child
+    assert row(hostname).pid == worker.process.pid  # type: ignore[union-attr]
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0
+    closed = re.findall(r"(\d+) database connection\(s\) inherited by them", worker.output)
+    assert closed == ["0", "0"], worker.output  # the pool before the restart, and after it
 
 
 def test_a_running_task_is_terminated_from_the_admin_and_recorded_failed(
