@@ -39,6 +39,15 @@ _opened_lock = threading.Lock()
 _tracking = False
 
 
+def _new_lock_in_child() -> None:
+    # A fork from one thread while another held the lock would leave the child's copy locked.
+    global _opened_lock
+    _opened_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
 def _remember(sender: Any, connection: Any, **kwargs: Any) -> None:
     raw = getattr(connection, "connection", None)
     if raw is None:

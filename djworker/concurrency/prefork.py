@@ -20,6 +20,7 @@ import contextlib
 import itertools
 import logging
 import os
+import signal
 import threading
 import time
 from contextlib import AbstractContextManager
@@ -31,7 +32,7 @@ from django.db import close_old_connections
 from djworker import db
 from djworker.concurrency.base import BasePool
 from djworker.concurrency.prefork_child import child_guard, child_main
-from djworker.concurrency.prefork_process import Child, describe_exit, kill_group
+from djworker.concurrency.prefork_process import Child, describe_exit
 from djworker.concurrency.prefork_server import ForkServer, ForkServerLost
 from djworker.exceptions import ConfigurationError
 from djworker.job import Job, Limits, Outcome, OutcomeKind
@@ -72,6 +73,8 @@ class PreforkPool(BasePool):
             target=self._collect, name="djworker-prefork-collector", daemon=True
         )
         self._server = ForkServer(self._ctx, self._child_entry)
+        #: why the fork server is gone, until a new one runs
+        self._server_lost: str | None = None
         self.children_started = 0
         #: database connections children found inherited at birth (none, unless task code opened
         #: one in the worker before the pool started); each child discards them anyway
@@ -125,7 +128,7 @@ class PreforkPool(BasePool):
         if not graceful:
             for child in children:
                 child.reported = True  # running jobs go back to the broker: nothing to record
-                kill_group(child.pid)
+                self._server.kill(child.pid)
             self._close(join_s=2.0)
             return unstarted
         if timeout_s:
@@ -138,7 +141,7 @@ class PreforkPool(BasePool):
                 logger.warning(
                     "pool process pid=%s did not exit in %ss; killing it", child.pid, timeout_s
                 )
-                kill_group(child.pid)
+                self._server.kill(child.pid)
             self._close(join_s=5.0)
         return unstarted
 
@@ -160,12 +163,13 @@ class PreforkPool(BasePool):
             self._collector.join(join_s)
         with contextlib.suppress(ForkServerLost):
             self._reap()
+        with self._lock:
+            children = list(self._children.values())
+            self._children.clear()
+        for child in children:
+            child.conn.close()  # a child still running reads EOF and exits
         # The fork server exits once its children have; any left are killed with it.
         self._server.close(join_s=join_s)
-        with self._lock:
-            for child in self._children.values():
-                child.conn.close()
-            self._children.clear()
 
     # -- work ------------------------------------------------------------------------------------
 
@@ -227,7 +231,7 @@ class PreforkPool(BasePool):
                 return False
             job = child.job
             child.job, child.reported, child.retiring = None, True, True
-            kill_group(child.pid)
+            self._server.kill(child.pid)
         self._report_lost(
             job,
             reason="terminated on request",
@@ -250,6 +254,8 @@ class PreforkPool(BasePool):
         child = Child(slot=slot, pid=pid, conn=conn)
         with self._lock:
             self._children[child.pid] = child
+            if self._stopping:  # stop() began while this child was being forked
+                self._retire(child)
         self.children_started += 1
         logger.debug("pool process slot=%d pid=%s started", slot, child.pid)
         return child
@@ -316,8 +322,17 @@ class PreforkPool(BasePool):
                 self._collect_once()
         except Exception:
             logger.exception("the prefork collector failed; pool processes will be killed")
-            for child in list(self._children.values()):
-                kill_group(child.pid)
+            with self._lock:
+                children = list(self._children.values())
+            for child in children:
+                self._server.kill(child.pid)
+                if child.job is not None and not child.reported:
+                    child.reported = True
+                    self._report_lost(
+                        child.job,
+                        reason="the prefork pool's collector failed",
+                        exit_status="signal 9 (SIGKILL)",
+                    )
         finally:
             from django.db import connections
 
@@ -327,10 +342,12 @@ class PreforkPool(BasePool):
         with self._lock:
             children = list(self._children.values())
             deadlines = [c.deadline for c in children if c.job is not None and c.deadline]
-        timeout = COLLECT_INTERVAL_S
+        timeout = 0.0 if self._server.has_exits else COLLECT_INTERVAL_S
         if deadlines:
             timeout = max(0.0, min(timeout, min(deadlines) - time.monotonic()))
-        waitables: list[Any] = [self._wake_r, self._server, *(c.conn for c in children)]
+        waitables: list[Any] = [self._wake_r, *(c.conn for c in children)]
+        if self._server_lost is None:
+            waitables.append(self._server)
         ready = wait(waitables, timeout)
         if self._wake_r in ready:
             os.read(self._wake_r, 4096)
@@ -340,7 +357,9 @@ class PreforkPool(BasePool):
         try:
             self._reap()
         except ForkServerLost as exc:
-            self._replace_server(str(exc))
+            self._server_lost = str(exc)
+        if self._server_lost is not None:
+            self._replace_server()
         self._enforce_hard_limits()
         self._maintain()
         with self._lock:
@@ -366,6 +385,8 @@ class PreforkPool(BasePool):
                 with self._lock:
                     child.ready, child.rss_kib = True, rss_kib
                     self.inherited_connections += inherited
+                    if self._stopping and not child.retiring:
+                        self._retire(child)
                     self._dispatch()
                 continue
             _, outcome, rss_kib, retiring = message
@@ -426,7 +447,7 @@ class PreforkPool(BasePool):
                     expired.append(child.job)
                     child.job, child.deadline = None, None
                     child.reported, child.retiring = True, True
-                    kill_group(child.pid)
+                    self._server.kill(child.pid)
         for job in expired:
             self._report_lost(
                 job,
@@ -437,7 +458,7 @@ class PreforkPool(BasePool):
 
     def _maintain(self) -> None:
         """Fork replacements until the live children reach the target size."""
-        while not self._stopping and not self._closed:
+        while not self._stopping and not self._closed and self._server_lost is None:
             with self._lock:
                 live = sum(1 for c in self._children.values() if not c.retiring)
             if live >= self._target:
@@ -450,22 +471,40 @@ class PreforkPool(BasePool):
                 )
                 return
 
-    def _replace_server(self, reason: str) -> None:
+    def _replace_server(self) -> None:
         """The fork server died (and its children with it): record their jobs, start another.
 
         Unlike the first, this fork server is forked while other worker threads may hold
-        database connections; its children discard whatever they inherit (``djworker.db``).
+        database connections; its children discard whatever they inherit (``djworker.db``). It
+        is forked by this thread, so the kernel ends it when this thread ends, at pool close.
+        If it cannot be started (the likely cause of the loss is memory pressure), the next
+        collector pass tries again.
         """
-        logger.error("%s; its pool processes died with it; starting a new one", reason)
+        if self._stopping or self._closed:
+            return
         with self._lock:
             children = list(self._children.values())
+        if children:
+            logger.error("%s; its pool processes died with it", self._server_lost)
         for child in children:
-            kill_group(child.pid)
-            child.exitcode = child.exitcode if child.exitcode is not None else -9
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)  # its grandchildren; it was reaped by init
+            if child.exitcode is None:
+                child.exitcode = -signal.SIGKILL
             self._on_exit(child)
+        self._server.close(join_s=1.0)
         db.close_before_fork()
-        self._server = ForkServer(self._ctx, self._child_entry)
-        self._server.start(close_in_server=self._close_in_server)
+        server = ForkServer(self._ctx, self._child_entry)
+        try:
+            server.start(close_in_server=self._close_in_server)
+        except Exception:
+            logger.exception(
+                "could not start a new fork server; retrying in %ss", COLLECT_INTERVAL_S
+            )
+            time.sleep(COLLECT_INTERVAL_S)
+            return
+        self._server, self._server_lost = server, None
+        logger.warning("fork server pid=%s started in place of the lost one", server.pid)
 
     def _report_lost(
         self, job: Job, *, reason: str, exit_status: str, exception_class: str = ""

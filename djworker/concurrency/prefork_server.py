@@ -15,7 +15,8 @@ status can only be collected by its parent).
 Messages on one Unix ``SOCK_SEQPACKET`` socket pair, pickled, one per packet:
 
 * worker -> fork server: ``("spawn", slot, options)``, with the pool process's end of its pipe
-  to the worker attached (``SCM_RIGHTS``);
+  to the worker attached (``SCM_RIGHTS``); ``("kill", pid)`` to SIGKILL a pool process and its
+  process group (only the fork server knows the pid is not yet reaped, so not reused);
 * fork server -> worker: ``("started", slot, pid)``, ``("failed", slot, error)`` and
   ``("exited", pid, exitcode)``.
 
@@ -79,6 +80,13 @@ class ForkServer:
         self._lock = threading.Lock()
         #: (pid, exitcode) read while waiting for something else, for ``exits`` to return
         self._exits: list[tuple[int, int | None]] = []
+        #: why the fork server is gone, once it is
+        self._lost: str | None = None
+
+    @property
+    def has_exits(self) -> bool:
+        """Exits were read (while spawning) and wait for ``exits``: do not block in ``wait``."""
+        return bool(self._exits)
 
     @property
     def pid(self) -> int | None:
@@ -148,17 +156,30 @@ class ForkServer:
         if self._sock is None or self._sock.fileno() < 0:
             return []  # not started, or closed
         with self._lock:
-            while wait([self._sock], 0):
-                self._read_one()
+            try:
+                while self._lost is None and wait([self._sock], 0):
+                    self._read_one()
+            except ForkServerLost as exc:
+                self._lost = str(exc)
             exits, self._exits = self._exits, []
-        return exits
+        if not exits and self._lost is not None:
+            raise ForkServerLost(self._lost)
+        return exits  # the exits read before the loss first; the next call raises
+
+    def kill(self, pid: int) -> None:
+        """SIGKILL a pool process and its process group, if it has not exited yet."""
+        if self._sock is None or self._sock.fileno() < 0:
+            return
+        with contextlib.suppress(OSError):  # gone: its pool processes died with it
+            _send(self._sock, ("kill", pid))
 
     def _read_one(self) -> tuple[Any, ...]:
         assert self._sock is not None
         try:
             message, fds = _receive(self._sock)
         except (EOFError, OSError) as exc:
-            raise ForkServerLost(self._describe_loss()) from exc
+            self._lost = self._describe_loss()
+            raise ForkServerLost(self._lost) from exc
         for fd in fds:
             os.close(fd)
         if message[0] == "exited":
@@ -177,7 +198,7 @@ class ForkServer:
     def close(self, *, join_s: float) -> None:
         """Close the worker's end; the fork server exits once its pool processes have."""
         if self._sock is not None:
-            with contextlib.suppress(OSError):
+            with self._lock, contextlib.suppress(OSError):
                 self._sock.close()
         if self._process is not None:
             self._process.join(join_s)
@@ -222,9 +243,13 @@ def _serve(
             except (EOFError, OSError):
                 listening = False  # the worker is done: wait for the pool processes to exit
             else:
-                process = _spawn(ctx, sock, child_entry, message, fds)
-                if process is not None:
-                    children[process.sentinel] = process
+                if message[0] == "kill":
+                    if message[1] in {p.pid for p in children.values()}:
+                        kill_group(message[1])
+                else:
+                    process = _spawn(ctx, sock, child_entry, message, fds)
+                    if process is not None:
+                        children[process.sentinel] = process
         for sentinel in [s for s in children if s in ready]:
             process = children.pop(sentinel)
             # Grandchildren left behind go with their parent; before the join, while the exited
@@ -232,8 +257,7 @@ def _serve(
             kill_group(process.pid)
             process.join()
             if listening:
-                with contextlib.suppress(OSError):
-                    _send(sock, ("exited", process.pid, process.exitcode))
+                _reply(sock, ("exited", process.pid, process.exitcode))
     os._exit(0)  # nothing of the worker's (atexit handlers, finalisers) runs here
 
 
@@ -243,6 +267,9 @@ def _spawn(
     _, slot, options = message
     from billiard.connection import Connection
 
+    if not fds:  # the descriptor did not arrive (out of file descriptors?)
+        _reply(sock, ("failed", slot, "the pool process's pipe did not arrive"))
+        return None
     conn = Connection(fds[0])
     try:
         process = ctx.Process(
@@ -254,14 +281,19 @@ def _spawn(
         process.start()
     except Exception as exc:
         logger.exception("fork server could not fork pool process slot=%s", slot)
-        _send(sock, ("failed", slot, f"{type(exc).__name__}: {exc}"))
+        _reply(sock, ("failed", slot, f"{type(exc).__name__}: {exc}"))
         return None
     finally:
         conn.close()
     with contextlib.suppress(OSError):
         os.setpgid(process.pid, process.pid)  # also done in the child; whichever runs first wins
-    _send(sock, ("started", slot, process.pid))
+    _reply(sock, ("started", slot, process.pid))
     return process
+
+
+def _reply(sock: socket.socket, message: tuple[Any, ...]) -> None:
+    with contextlib.suppress(OSError):  # the worker is gone: the loop reads EOF next
+        _send(sock, message)
 
 
 def _child_main(
