@@ -33,7 +33,7 @@ from djworker import db
 from djworker.concurrency.base import BasePool
 from djworker.concurrency.prefork_child import child_guard, child_main
 from djworker.concurrency.prefork_process import Child, describe_exit
-from djworker.concurrency.prefork_server import ForkServer, ForkServerLost
+from djworker.concurrency.prefork_server import ForkServer
 from djworker.exceptions import ConfigurationError
 from djworker.job import Job, Limits, Outcome, OutcomeKind
 
@@ -73,8 +73,6 @@ class PreforkPool(BasePool):
             target=self._collect, name="djworker-prefork-collector", daemon=True
         )
         self._server = ForkServer(self._ctx, self._child_entry)
-        #: why the fork server is gone, until a new one runs
-        self._server_lost: str | None = None
         self.children_started = 0
         #: database connections children found inherited at birth (none, unless task code opened
         #: one in the worker before the pool started); each child discards them anyway
@@ -161,8 +159,7 @@ class PreforkPool(BasePool):
         self._wake()
         if self._collector.is_alive() and threading.current_thread() is not self._collector:
             self._collector.join(join_s)
-        with contextlib.suppress(ForkServerLost):
-            self._reap()
+        self._reap()
         with self._lock:
             children = list(self._children.values())
             self._children.clear()
@@ -322,17 +319,7 @@ class PreforkPool(BasePool):
                 self._collect_once()
         except Exception:
             logger.exception("the prefork collector failed; pool processes will be killed")
-            with self._lock:
-                children = list(self._children.values())
-            for child in children:
-                self._server.kill(child.pid)
-                if child.job is not None and not child.reported:
-                    child.reported = True
-                    self._report_lost(
-                        child.job,
-                        reason="the prefork pool's collector failed",
-                        exit_status="signal 9 (SIGKILL)",
-                    )
+            self._abandon_children()
         finally:
             from django.db import connections
 
@@ -346,7 +333,7 @@ class PreforkPool(BasePool):
         if deadlines:
             timeout = max(0.0, min(timeout, min(deadlines) - time.monotonic()))
         waitables: list[Any] = [self._wake_r, *(c.conn for c in children)]
-        if self._server_lost is None:
+        if self._server.lost is None:
             waitables.append(self._server)
         ready = wait(waitables, timeout)
         if self._wake_r in ready:
@@ -354,11 +341,9 @@ class PreforkPool(BasePool):
         for child in children:
             if child.conn in ready:
                 self._read(child)
-        try:
+        if self._server in ready or self._server.has_exits:
             self._reap()
-        except ForkServerLost as exc:
-            self._server_lost = str(exc)
-        if self._server_lost is not None:
+        if self._server.lost is not None:
             self._replace_server()
         self._enforce_hard_limits()
         self._maintain()
@@ -458,7 +443,7 @@ class PreforkPool(BasePool):
 
     def _maintain(self) -> None:
         """Fork replacements until the live children reach the target size."""
-        while not self._stopping and not self._closed and self._server_lost is None:
+        while not self._stopping and not self._closed and self._server.lost is None:
             with self._lock:
                 live = sum(1 for c in self._children.values() if not c.retiring)
             if live >= self._target:
@@ -482,16 +467,9 @@ class PreforkPool(BasePool):
         """
         if self._stopping or self._closed:
             return
-        with self._lock:
-            children = list(self._children.values())
-        if children:
-            logger.error("%s; its pool processes died with it", self._server_lost)
-        for child in children:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(child.pid, signal.SIGKILL)  # its grandchildren; it was reaped by init
-            if child.exitcode is None:
-                child.exitcode = -signal.SIGKILL
-            self._on_exit(child)
+        if self._children:
+            logger.error("%s; its pool processes died with it", self._server.lost)
+        self._abandon_children()
         self._server.close(join_s=1.0)
         db.close_before_fork()
         server = ForkServer(self._ctx, self._child_entry)
@@ -503,8 +481,20 @@ class PreforkPool(BasePool):
             )
             time.sleep(COLLECT_INTERVAL_S)
             return
-        self._server, self._server_lost = server, None
+        self._server = server
         logger.warning("fork server pid=%s started in place of the lost one", server.pid)
+
+    def _abandon_children(self) -> None:
+        """Kill every child now and record its task as for any child that dies."""
+        with self._lock:
+            children = list(self._children.values())
+        for child in children:
+            self._server.kill(child.pid)  # a no-op once the fork server is gone
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)  # grandchildren of a child already reaped
+            if child.exitcode is None:
+                child.exitcode = -signal.SIGKILL
+            self._on_exit(child)
 
     def _report_lost(
         self, job: Job, *, reason: str, exit_status: str, exception_class: str = ""

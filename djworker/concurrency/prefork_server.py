@@ -39,7 +39,7 @@ from collections.abc import Callable
 from multiprocessing.connection import wait
 from typing import Any
 
-from djworker.concurrency.prefork_process import kill_group
+from djworker.concurrency.prefork_process import describe_exit, kill_group
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +82,11 @@ class ForkServer:
         self._exits: list[tuple[int, int | None]] = []
         #: why the fork server is gone, once it is
         self._lost: str | None = None
+
+    @property
+    def lost(self) -> str | None:
+        """Why the fork server is gone (it exited), or None while it runs."""
+        return self._lost
 
     @property
     def has_exits(self) -> bool:
@@ -151,20 +156,16 @@ class ForkServer:
     def exits(self) -> list[tuple[int, int | None]]:
         """Every (pid, exitcode) reported since the last call, without blocking.
 
-        Raises ``ForkServerLost`` once the fork server has exited (not after ``close``).
+        Once the fork server has exited, ``lost`` says so (the exits it reported still count).
         """
         if self._sock is None or self._sock.fileno() < 0:
             return []  # not started, or closed
         with self._lock:
-            try:
+            with contextlib.suppress(ForkServerLost):
                 while self._lost is None and wait([self._sock], 0):
                     self._read_one()
-            except ForkServerLost as exc:
-                self._lost = str(exc)
             exits, self._exits = self._exits, []
-        if not exits and self._lost is not None:
-            raise ForkServerLost(self._lost)
-        return exits  # the exits read before the loss first; the next call raises
+        return exits
 
     def kill(self, pid: int) -> None:
         """SIGKILL a pool process and its process group, if it has not exited yet."""
@@ -187,8 +188,6 @@ class ForkServer:
         return message
 
     def _describe_loss(self) -> str:
-        from djworker.concurrency.prefork_process import describe_exit
-
         process = self._process
         if process is not None:
             process.join(1.0)
@@ -219,6 +218,8 @@ def _serve(
     child_entry: ChildEntry,
     close_in_server: Callable[[], None],
 ) -> None:
+    import billiard
+
     from djworker.concurrency.prefork_child import die_with_parent, set_title
 
     worker_end.close()
@@ -232,7 +233,7 @@ def _serve(
     for signum in (signal.SIGUSR1, signal.SIGCHLD):
         signal.signal(signum, signal.SIG_DFL)
     set_title("fork server")
-    ctx = _billiard_fork_context()
+    ctx = billiard.get_context("fork")
     children: dict[int, Any] = {}  # sentinel -> billiard process
     listening = True
     while listening or children:
@@ -306,9 +307,3 @@ def _child_main(
 ) -> None:
     server_sock.close()  # the fork server's socket is not the pool process's to hold open
     child_entry(conn, slot, server_pid, options)
-
-
-def _billiard_fork_context() -> Any:
-    import billiard
-
-    return billiard.get_context("fork")
