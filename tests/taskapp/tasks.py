@@ -103,6 +103,7 @@ def whoami() -> dict[str, int]:
 
 
 from tests.taskapp import (  # noqa: E402
+    fault_tasks,  # noqa: F401 - registers the fault-suite tasks
     green_tasks,  # noqa: F401 - registers the green-pool tasks
     prefork_tasks,  # noqa: F401 - registers the prefork tasks
 )

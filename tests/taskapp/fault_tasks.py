@@ -1,0 +1,42 @@
+"""Tasks of the fault suite: each run is written to a side channel, never to the result store.
+
+A fault test needs to count how many times each task really ran, including runs whose outcome
+was never stored (a killed worker, a lost connection). Each run appends one line
+``<key> <pid>\\n`` to the file named by ``DJWORKER_FAULT_LOG`` in the worker's environment. One
+``write()`` of a short line to a file opened with ``O_APPEND`` is atomic across processes, so
+threads, greenlets and prefork children can all write to the same file.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import djworker
+
+
+def record_run(key: str) -> None:
+    """Append one line for this run of ``key`` to the side channel."""
+    line = f"{key} {os.getpid()}\n".encode()
+    fd = os.open(os.environ["DJWORKER_FAULT_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+@djworker.task(name="faults.run")
+def run(key: str, seconds: float = 0.0) -> str:
+    """Record the run, then sleep ``seconds`` (the window in which a fault can hit it)."""
+    record_run(key)
+    if seconds:
+        time.sleep(seconds)
+    return key
+
+
+@djworker.task(name="faults.kill_own_process", reject_on_worker_lost=True)
+def kill_own_process(key: str) -> None:
+    """Record the run, then SIGKILL the process running it (a prefork child, or the worker)."""
+    record_run(key)
+    os.kill(os.getpid(), signal.SIGKILL)
