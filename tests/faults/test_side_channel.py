@@ -9,7 +9,12 @@ import pytest
 from tests.faults.conftest import ExecutionLog
 from tests.integration.harness import WorkerProcess, unique_queue, wait_for
 
-pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.faults,
+    pytest.mark.smoke,
+    pytest.mark.integration,
+    pytest.mark.django_db(transaction=True),
+]
 
 
 @pytest.mark.parametrize("pool", ["threads", "prefork"])
