@@ -111,13 +111,44 @@ def parse_autoscale(value: Any, *, name: str = "--autoscale") -> tuple[int, int]
     return (min(numbers), max(numbers))
 
 
+#: longest queue name, in characters: the ``queue`` columns of the result and ``django://`` tables
+QUEUE_NAME_MAX_CHARS = 200
+#: longest queue name, in UTF-8 bytes: AMQP names are short strings of at most 255 bytes
+QUEUE_NAME_MAX_BYTES = 255
+_QUEUE_NAME = re.compile(r"[\w.:-]+")
+
+
+def queue_name_error(queue: Any) -> str:
+    """Why ``queue`` cannot be a queue name on every broker, or "" if it can.
+
+    The one rule for queue names, shared by the command line, settings, the environment, task
+    options and the admin's profiles.
+    """
+    if not isinstance(queue, str) or not _QUEUE_NAME.fullmatch(queue):
+        return f"queue names are letters, digits, '_', '.', ':' or '-'; got {_shorten(queue)!r}"
+    if len(queue) > QUEUE_NAME_MAX_CHARS or len(queue.encode()) > QUEUE_NAME_MAX_BYTES:
+        return (
+            f"queue names have at most {QUEUE_NAME_MAX_CHARS} characters and "
+            f"{QUEUE_NAME_MAX_BYTES} bytes in UTF-8; got {len(queue)} characters "
+            f"({_shorten(queue)!r})"
+        )
+    return ""
+
+
+def _shorten(value: Any, limit: int = 60) -> Any:
+    """A long value cut for an error message, so the message stays one readable line."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]}..."
+    return value
+
+
 def parse_queues(value: Any, *, name: str) -> tuple[str, ...]:
     names = [q.strip() for q in value.split(",")] if isinstance(value, str) else list(value)
-    if not names or any(not isinstance(q, str) or not re.fullmatch(r"[\w.:-]+", q) for q in names):
-        raise ConfigurationError(
-            f"{name} expects comma-separated queue names of letters, digits, '_', '.', ':' or '-';"
-            f" got {value!r}"
-        )
+    if not names:
+        raise ConfigurationError(f"{name} expects comma-separated queue names; got {value!r}")
+    for queue in names:
+        if error := queue_name_error(queue):
+            raise ConfigurationError(f"{name} expects comma-separated queue names; {error}")
     return tuple(dict.fromkeys(names))
 
 

@@ -68,6 +68,27 @@ def test_queue_names_are_split_and_deduplicated() -> None:
         conf.parse_queues("a,,b", name="-Q")
 
 
+@pytest.mark.parametrize(
+    ("queue", "allowed"),
+    [
+        ("q" * 200, True),
+        ("q" * 201, False),
+        ("q" * 300, False),
+        ("é" * 127, True),  # 254 bytes in UTF-8
+        ("é" * 128, False),  # 256 bytes: more than an AMQP queue name can hold
+        ("mail.high:1-x_y", True),
+        ("a b", False),
+        ("<script>", False),
+        ("", False),
+    ],
+)
+def test_one_queue_name_rule_bounds_characters_and_utf8_bytes(queue: str, allowed: bool) -> None:
+    assert (conf.queue_name_error(queue) == "") is allowed
+    if not allowed:
+        with pytest.raises(ConfigurationError, match=r"^-Q expects comma-separated queue names; "):
+            conf.parse_queues(queue, name="-Q")
+
+
 def test_layers_apply_in_order_and_remember_their_source() -> None:
     config = conf.load_config(
         djworker_settings={
