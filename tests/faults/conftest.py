@@ -4,17 +4,30 @@ Fault tests assert two things of every run: nothing was lost (each key ran at le
 duplicates stay within the tasks that were running when the fault hit. Both are counted from
 ``ExecutionLog``, which the tasks in ``tests/taskapp/fault_tasks.py`` write to, not from the
 result store, because a fault may stop a result from being stored at all.
+
+Servers a test stops, restarts or crashes are private (``tests/faults/servers.py``):
+``private_redis`` (no persistence), ``persistent_redis`` (append-only file, fsync always),
+``private_postgres`` (a migrated database of its own in a private cluster, for ``django://`` and
+for results), and ``amqp_vhost`` with ``close_amqp_connections`` for RabbitMQ.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from tests.integration.harness import WorkerProcess
+from tests.faults.servers import PrivatePostgres, PrivateRedis
+from tests.integration.harness import ROOT, WorkerProcess
 
 
 class ExecutionLog:
@@ -64,3 +77,84 @@ def worker_factory() -> Iterator[Callable[..., WorkerProcess]]:
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A started redis-server without persistence (a restart empties it); killed at the end."""
+    server = PrivateRedis(tmp_path / "redis", persistent=False).start()
+    yield server
+    server.crash()
+
+
+@pytest.fixture
+def persistent_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A started redis-server with ``appendonly yes`` and ``appendfsync always``."""
+    server = PrivateRedis(tmp_path / "redis", persistent=True).start()
+    yield server
+    server.crash()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PrivatePostgres]:
+    """One private PostgreSQL cluster for the session, with a migrated template database.
+
+    Created on first use, dropped (files and all) at the end of the session. The template saves
+    each test a ``migrate``: a test's database is a copy of it.
+    """
+    server = PrivatePostgres(Path(tempfile.mkdtemp(prefix="djworker-faults-pg-")))
+    try:
+        server.create().start()
+        server.sql("CREATE DATABASE djworker_template")
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                "DJANGO_SETTINGS_MODULE": "tests.settings",
+                "DATABASE_URL": server.url("djworker_template"),
+            },
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+        yield server
+    finally:
+        server.drop()
+
+
+@dataclass(frozen=True)
+class PrivateDatabase:
+    """A migrated database of one test in the private cluster ``server``."""
+
+    server: PrivatePostgres
+    name: str
+
+    @property
+    def url(self) -> str:
+        return self.server.url(self.name)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for a worker or producer whose Django database is this one."""
+        return {"DATABASE_URL": self.url}
+
+
+@pytest.fixture
+def private_postgres(postgres_cluster: PrivatePostgres) -> Iterator[PrivateDatabase]:
+    """A fresh migrated database in the private cluster, which is running before and after."""
+    if not postgres_cluster.running:
+        postgres_cluster.start()
+    name = f"faults_{uuid.uuid4().hex[:10]}"
+    postgres_cluster.sql(f"CREATE DATABASE {name} TEMPLATE djworker_template")
+    yield PrivateDatabase(postgres_cluster, name)
+    if not postgres_cluster.running:
+        postgres_cluster.start()
+    postgres_cluster.sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def amqp_vhost(amqp_url: str) -> str:
+    """The RabbitMQ vhost of ``amqp_url``, to find a worker's connections in."""
+    path = urlsplit(amqp_url).path
+    return unquote(path[1:]) if len(path) > 1 else "/"
