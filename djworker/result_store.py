@@ -93,6 +93,7 @@ def record_success(
         exception_class="",
         exception_message="",
         traceback="",
+        exit_status="",  # an earlier run's death is not this run's
         worker_hostname=hostname,
         started_at=started_at,
         finished_at=timezone.now(),

@@ -66,13 +66,16 @@ def test_a_child_killed_mid_task_is_recorded_failed_with_its_signal_and_replaced
     assert worker.wait() == 0
 
 
-def test_a_task_that_rejects_on_worker_loss_is_delivered_again(
+def test_a_task_that_rejects_on_worker_loss_is_delivered_again_and_its_success_clears_the_exit(
     worker_factory, redis_url, use_broker
 ):
     use_broker(redis_url)
     worker, queue = _prefork(worker_factory, redis_url, "-c", "1")
     result = prefork_tasks.die_once_then_succeed.apply_async(("die-once",), queue=queue)
     assert result.get(timeout=30) == "second run"
+    row = TaskResult.objects.get(pk=result.id)
+    # The first run's death is history: the row describes the run that finished.
+    assert (row.status, row.attempts, row.exit_status) == ("SUCCESSFUL", 2, "")
     worker.signal(signal.SIGTERM)
     assert worker.wait() == 0
 
