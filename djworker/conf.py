@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from djworker import bounds
 from djworker.exceptions import ConfigurationError
 
 DEFAULT = "default"
@@ -222,6 +223,10 @@ class WorkerSettings:
     heartbeat_interval_s: float = 5.0
     control_interval_s: float = 1.0
     paused: bool = False  # set only by the admin profile: take no new messages
+    #: the largest pool size any layer may ask for (settings.DJWORKER only)
+    max_concurrency: int = bounds.DEFAULT_MAX_CONCURRENCY
+    #: custom pool classes a profile may name (settings.DJWORKER only)
+    custom_pools: tuple[str, ...] = ()
     # field name -> layer that set it (one of LAYERS)
     sources: Mapping[str, str] = field(default_factory=dict)
 
@@ -307,7 +312,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("broker_url", parse_text, "BROKER_URL", "DJWORKER_BROKER_URL", "--broker"),
 )
 OPTIONS_BY_FIELD = {o.field: o for o in OPTIONS}
-SETTINGS_KEYS = {o.settings_key for o in OPTIONS} | {"BROKER_TRANSPORT_OPTIONS"}
+#: keys read from settings.DJWORKER only: they bound what the other layers may ask for, so the web
+#: process (validating profiles and control commands) and the workers see the same values
+SETTINGS_ONLY_KEYS = {"BROKER_TRANSPORT_OPTIONS", "MAX_CONCURRENCY", "CUSTOM_POOLS"}
+SETTINGS_KEYS = {o.settings_key for o in OPTIONS} | SETTINGS_ONLY_KEYS
 
 
 def read_settings(djworker_settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -343,6 +351,15 @@ def read_settings(djworker_settings: Mapping[str, Any] | None = None) -> dict[st
             f"got {type(options).__name__}"
         )
     parsed["broker_transport_options"] = dict(options)
+    try:
+        if "MAX_CONCURRENCY" in djworker_settings:
+            parsed["max_concurrency"] = bounds.max_concurrency(djworker_settings)
+        if "CUSTOM_POOLS" in djworker_settings:
+            from djworker.concurrency import custom_pools
+
+            parsed["custom_pools"] = custom_pools(djworker_settings)
+    except ConfigurationError as exc:
+        raise SettingsError(str(exc)) from exc
     return parsed
 
 
@@ -383,9 +400,41 @@ def load_config(
     del sources["sources"]
     resolved = WorkerSettings(config_name=config_name, sources=sources, **values)
     check_time_limits(resolved)
+    check_sizes(resolved)
+    check_profile_pool(resolved)
     if not resolved.hostname:
         resolved = resolved.replace(hostname=default_hostname())
     return resolved
+
+
+def check_sizes(config: WorkerSettings) -> None:
+    """Refuse a concurrency or an autoscale bound above ``MAX_CONCURRENCY``, naming its layer."""
+    sizes = [("concurrency", config.concurrency)]
+    if config.autoscale:
+        sizes.append(("autoscale", config.autoscale[1]))
+    for name, value in sizes:
+        if value is not None:
+            bounds.check_size(
+                OPTIONS_BY_FIELD[name].cli_flag,
+                value,
+                config.max_concurrency,
+                source=config.sources.get(name, DEFAULT),
+            )
+
+
+def check_profile_pool(config: WorkerSettings) -> None:
+    """A profile names a built-in pool or an allow-listed class; the other layers name any.
+
+    Whoever may edit a profile in the admin must not be able to make every worker import and
+    run a class of their choosing; the command line, the environment and settings are the
+    operator's own.
+    """
+    if config.sources.get("pool") != ADMIN:
+        return
+    from djworker.concurrency import profile_pool_error
+
+    if error := profile_pool_error(config.pool, allowed=config.custom_pools):
+        raise ConfigurationError(f"profile {config.config_name!r}: {error}")
 
 
 def check_time_limits(config: WorkerSettings) -> None:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import connections
 from django.utils import timezone
 
-from djworker import conf
+from djworker import bounds, conf
 from djworker.autoscale import Autoscaler, Load
 from djworker.broker import redact_url
 from djworker.concurrency import GREEN_POOLS, resolve_pool
@@ -323,8 +323,11 @@ class ControlPlane:
         if action == CommandAction.RESUME:
             return consumer.call_soon(self._resume)
         if action in (CommandAction.GROW, CommandAction.SHRINK):
-            if n < 1:
-                raise ConfigurationError(f"{action} needs N of 1 or more; got {n}")
+            largest = worker.config.max_concurrency
+            if not 1 <= n <= largest:
+                raise ConfigurationError(
+                    f"{action} needs N from 1 to {largest} ({bounds.SETTING}); got {n}"
+                )
             if not worker.pool.supports_autoscale:
                 raise ConfigurationError(
                     f"the {worker.pool.describe()} pool cannot change its size; "
@@ -367,15 +370,19 @@ class ControlPlane:
         return "resumed"
 
     def _resize_by(self, delta: int) -> str:
-        pool, bounds = self.worker.pool, self.worker.config.autoscale
+        pool, scale = self.worker.pool, self.worker.config.autoscale
         before = pool.size
         target = max(1, before + delta)
         note = ""
-        if bounds:
-            clamped = min(max(target, bounds[0]), bounds[1])
+        if scale:
+            clamped = min(max(target, scale[0]), scale[1])
             if clamped != target:
-                note = f" (autoscale keeps it within {bounds[0]}..{bounds[1]})"
+                note = f" (autoscale keeps it within {scale[0]}..{scale[1]})"
             target = clamped
+        largest = self.worker.config.max_concurrency
+        if target > largest:
+            note = f" (the maximum pool size is {largest}, {bounds.SETTING})"
+            target = largest
         after = self.resize(target - before)
         verb = "grew" if delta > 0 else "shrank"
         if after == before:

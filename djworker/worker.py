@@ -131,6 +131,7 @@ class Worker:
             on_outcome=lambda outcome: self.consumer.outcomes.put(outcome),
             max_tasks_per_child=self.config.max_tasks_per_child,
             max_memory_per_child_kib=self.config.max_memory_per_child_kib,
+            max_size=self.config.max_concurrency,
         )
 
     # -- signals -----------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.utils.html import format_html
 
+from djworker import bounds
+from djworker.exceptions import ConfigurationError
 from djworker.models import CommandAction, ControlCommand, Worker, WorkerConfig, WorkerState
 from djworker.models.workers import WorkerQuerySet
 
@@ -97,12 +99,14 @@ def _applied(worker: Worker, profile: WorkerConfig | None) -> str:
 
 
 class WorkerActionForm(ActionForm):
-    n = forms.IntegerField(
-        min_value=1,
-        initial=1,
+    # Text, checked by the action itself: a number field the form refuses would only say
+    # "No action selected." instead of why N is wrong.
+    n = forms.CharField(
+        initial="1",
         required=False,
         label="N",
         help_text="slots to grow or shrink by",
+        widget=forms.TextInput(attrs={"size": 4}),
     )
 
 
@@ -228,15 +232,9 @@ class WorkerAdmin(admin.ModelAdmin):
         n = 1
         if action in (CommandAction.GROW, CommandAction.SHRINK):
             try:
-                n = int(request.POST.get("n") or 1)
-            except ValueError:
-                n = 0
-            if n < 1:
-                self.message_user(
-                    request,
-                    f"N must be a whole number of 1 or more; got {request.POST.get('n')!r}",
-                    messages.ERROR,
-                )
+                n = bounds.parse_step(request.POST.get("n", ""), bound=bounds.max_concurrency())
+            except ConfigurationError as exc:
+                self.message_user(request, f"Nothing sent: {exc}", messages.ERROR)
                 return
         label = CommandAction(action).label
         sent = 0

@@ -10,6 +10,9 @@ import difflib
 import importlib
 import importlib.util
 import os
+import re
+from collections.abc import Mapping
+from typing import Any
 
 from djworker.concurrency.base import BasePool
 from djworker.exceptions import ConfigurationError, PoolNotAvailable
@@ -26,6 +29,10 @@ POOLS: dict[str, tuple[str, str, str]] = {
 
 GREEN_POOLS = frozenset({"gevent", "eventlet"})
 CUSTOM_POOL_ENV = "DJWORKER_CUSTOM_POOL"
+#: pools a profile may name besides the classes of ``settings.DJWORKER["CUSTOM_POOLS"]``
+PROFILE_POOLS = ("solo", "threads", "prefork", "processes", "gevent", "eventlet")
+CUSTOM_POOLS_SETTING = "settings.DJWORKER['CUSTOM_POOLS']"
+_DOTTED_CLASS = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*[:.][A-Za-z_]\w*")
 
 
 def pool_choices() -> list[str]:
@@ -40,6 +47,46 @@ def installed_pool_choices() -> list[str]:
         if not package or importlib.util.find_spec(package) is not None
     ]
     return [*ready, "custom", "module.path:Class"]
+
+
+def custom_pools(djworker_settings: Mapping[str, Any] | None = None) -> tuple[str, ...]:
+    """The custom pool classes a profile may name: ``settings.DJWORKER["CUSTOM_POOLS"]``.
+
+    Read from settings only, so the admin (which validates a profile) and the workers (which
+    refuse a profile naming any other class) agree. Nothing is imported here.
+    """
+    if djworker_settings is None:
+        from django.conf import settings
+
+        djworker_settings = getattr(settings, "DJWORKER", {})
+    if not isinstance(djworker_settings, Mapping):
+        return ()
+    value = djworker_settings.get("CUSTOM_POOLS", ())
+    paths = list(value) if isinstance(value, list | tuple) else None
+    if paths is None or not all(isinstance(p, str) and _DOTTED_CLASS.fullmatch(p) for p in paths):
+        raise ConfigurationError(
+            f"{CUSTOM_POOLS_SETTING} expects a list of 'module.path:Class' strings; got {value!r}"
+        )
+    return tuple(paths)
+
+
+def profile_pool_error(pool: str, *, allowed: tuple[str, ...]) -> str:
+    """Why a profile may not name ``pool``, or "" if it may; never imports anything.
+
+    A profile names a built-in pool, or a custom class listed in ``CUSTOM_POOLS``.
+    """
+    if pool in PROFILE_POOLS or pool in allowed:
+        return ""
+    listed = ", ".join(allowed) if allowed else "none"
+    if ":" in pool or "." in pool:
+        return (
+            f"pool {pool!r} is not one of the custom pools a profile may name "
+            f"({CUSTOM_POOLS_SETTING}: {listed})"
+        )
+    return (
+        f"unknown pool {pool!r}; choose one of {', '.join(PROFILE_POOLS)}, or a custom pool "
+        f"from {CUSTOM_POOLS_SETTING} ({listed})"
+    )
 
 
 def resolve_pool(name: str) -> type[BasePool]:

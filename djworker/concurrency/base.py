@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 from django.db import InterfaceError, OperationalError
 
+from djworker import bounds
 from djworker.exceptions import ConfigurationError, NotSupportedByPool
 from djworker.job import Job, Limits, Outcome, OutcomeKind
 
@@ -69,15 +70,18 @@ class BasePool(ABC):
         runner: Runner | None = None,
         max_tasks_per_child: int | None = None,
         max_memory_per_child_kib: int | None = None,
+        max_size: int = bounds.DEFAULT_MAX_CONCURRENCY,
     ) -> None:
         if size < 1:
             raise ConfigurationError(f"pool size must be a positive integer; got {size!r}")
+        bounds.check_size("pool size", size, max_size)
         if (max_tasks_per_child or max_memory_per_child_kib) and not self.supports_recycling:
             raise ConfigurationError(
                 f"the {self.describe()} pool does not recycle its slots; "
                 "--max-tasks-per-child and --max-memory-per-child need --pool=prefork"
             )
         self.initial_size = size
+        self.max_size = max_size
         self.on_outcome = on_outcome
         self.runner = runner
         self.max_tasks_per_child = max_tasks_per_child
@@ -163,7 +167,18 @@ class BasePool(ABC):
     # -- optional operations (see the capability flags) -------------------------------------
 
     def grow(self, n: int = 1) -> None:
+        """Add ``n`` slots; a pool that grows calls ``check_growth(n)`` first."""
         raise NotSupportedByPool(f"the {self.describe()} pool cannot grow")
+
+    def check_growth(self, n: int) -> None:
+        """Refuse to grow past ``max_size``: the size must stay one the worker can report."""
+        if n < 1:
+            raise ConfigurationError(f"grow needs N of 1 or more; got {n!r}")
+        if self.size + n > self.max_size:
+            raise ConfigurationError(
+                f"cannot grow the pool of {self.size} by {n}: the maximum pool size is "
+                f"{self.max_size} ({bounds.SETTING})"
+            )
 
     def shrink(self, n: int = 1) -> None:
         """Remove up to ``n`` idle slots; a busy slot is never stopped."""

@@ -238,6 +238,7 @@ class GreenPool(BasePool):
         return self._busy
 
     def grow(self, n: int = 1) -> None:
+        self.check_growth(n)
         self._target += n
         self._fill()
 

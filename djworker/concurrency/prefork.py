@@ -210,6 +210,7 @@ class PreforkPool(BasePool):
         return child_guard(limits)
 
     def grow(self, n: int = 1) -> None:
+        self.check_growth(n)
         with self._lock:
             self._target += n
         self._wake()

@@ -116,6 +116,7 @@ class ThreadPool(BasePool):
         return {**super().info(), "threads_alive": len(self._threads)}
 
     def grow(self, n: int = 1) -> None:
+        self.check_growth(n)
         self._target += n
         self._start_threads(n)
 

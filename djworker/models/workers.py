@@ -12,13 +12,18 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F
 from django.utils import timezone
 
-#: pools a profile may name (a dotted ``module:Class`` path is allowed too)
-PROFILE_POOLS = ("solo", "threads", "prefork", "processes", "gevent", "eventlet")
+from djworker import bounds
+from djworker.concurrency import PROFILE_POOLS, custom_pools, profile_pool_error
+from djworker.conf import parse_queues
+from djworker.exceptions import ConfigurationError
+
+#: fields that are a number of pool slots, each at most ``MAX_CONCURRENCY``
+SIZE_FIELDS = ("concurrency", "autoscale_min", "autoscale_max")
 #: pools that can change their size while running
 AUTOSCALE_POOLS = ("threads", "prefork", "processes", "gevent", "eventlet")
 #: a worker whose last heartbeat is older than this many intervals is shown as stale
@@ -85,14 +90,14 @@ class WorkerConfig(models.Model):
     def clean(self) -> None:
         errors: dict[str, str] = {}
         pool = self.pool.strip()
-        if pool and pool not in PROFILE_POOLS:
-            if ":" in pool or "." in pool:
-                errors.update(_custom_pool_error(pool))
-            else:
-                errors["pool"] = (
-                    f"Unknown pool {pool!r}; choose one of {', '.join(PROFILE_POOLS)} "
-                    "or a module.path:Class."
-                )
+        try:
+            allowed = custom_pools()
+        except ConfigurationError as exc:
+            allowed = ()
+            errors["pool"] = str(exc)
+        if pool and (error := profile_pool_error(pool, allowed=allowed)):
+            errors["pool"] = error[0].upper() + error[1:] + "."
+        largest = bounds.max_concurrency()
         for field in (
             "concurrency",
             "autoscale_min",
@@ -103,6 +108,15 @@ class WorkerConfig(models.Model):
             value = getattr(self, field)
             if value is not None and value < 1:
                 errors[field] = f"Must be a positive whole number (1 or more); got {value}."
+            elif field in SIZE_FIELDS and value is not None and value > largest:
+                errors[field] = (
+                    f"At most {largest}, the maximum pool size ({bounds.SETTING}); got {value}."
+                )
+        if self.queues.strip():
+            try:
+                parse_queues(self.queues, name="queues")
+            except ConfigurationError as exc:
+                errors["queues"] = str(exc)
         for field in ("autoscale_keepalive", "time_limit", "soft_time_limit"):
             value = getattr(self, field)
             if value is not None and value <= 0:
@@ -147,7 +161,8 @@ class WorkerConfig(models.Model):
                 min(self.autoscale_min, self.autoscale_max),
                 max(self.autoscale_min, self.autoscale_max),
             )
-        queues = tuple(q.strip() for q in self.queues.split(",") if q.strip()) or None
+        # Validated again here: a row written without ``clean()`` must not reach the broker.
+        queues = parse_queues(self.queues, name="queues") if self.queues.strip() else None
         return {
             "pool": self.pool.strip() or None,
             "concurrency": self.concurrency,
@@ -161,17 +176,6 @@ class WorkerConfig(models.Model):
             "soft_time_limit_s": self.soft_time_limit,
             "paused": self.paused or None,
         }
-
-
-def _custom_pool_error(path: str) -> dict[str, str]:
-    """Import a custom pool class now, so a typo is a form error rather than a worker's."""
-    from djworker.concurrency import resolve_pool
-
-    try:
-        resolve_pool(path)
-    except ImproperlyConfigured as exc:
-        return {"pool": str(exc)}
-    return {}
 
 
 class WorkerState(models.TextChoices):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.test import override_settings
 
 from djworker.models import WorkerConfig
 
@@ -29,13 +32,24 @@ pytestmark = pytest.mark.django_db
         ),
         ({"pool": "solo", "concurrency": 4}, "concurrency", "exactly 1 slot; got 4"),
         ({"pool": "fork"}, "pool", "Unknown pool 'fork'; choose one of solo, threads"),
-        ({"pool": "no.such.module:Pool"}, "pool", "cannot import pool module 'no.such.module'"),
         (
-            {"pool": "tests.contract.broken_pools:NotAPool"},
+            {"pool": "no.such.module:Pool"},
             "pool",
-            "must be a subclass of djworker.concurrency.base.BasePool",
+            "Pool 'no.such.module:Pool' is not one of the custom pools a profile may name "
+            "(settings.DJWORKER['CUSTOM_POOLS']: none).",
         ),
-        ({"pool": "tests.contract.broken_pools:HalfPool"}, "pool", "missing busy, size, stop"),
+        (
+            {"concurrency": 1001},
+            "concurrency",
+            "At most 1000, the maximum pool size (settings.DJWORKER['MAX_CONCURRENCY']); got 1001.",
+        ),
+        ({"autoscale_min": 1, "autoscale_max": 5000}, "autoscale_max", "At most 1000"),
+        (
+            {"queues": "a" * 300},
+            "queues",
+            "queues expects comma-separated queue names; queue names have at most 200 characters",
+        ),
+        ({"queues": "mail,<script>"}, "queues", "letters, digits, '_', '.', ':' or '-'"),
         (
             {"time_limit": 5.0, "soft_time_limit": 10.0},
             "time_limit",
@@ -59,8 +73,33 @@ def test_a_bad_profile_is_refused_on_the_field_naming_the_allowed_values(
         {},
         {"pool": "prefork", "autoscale_min": 3, "autoscale_max": 3, "concurrency": 2},
         {"pool": "solo", "concurrency": 1},
-        {"pool": "example_project.pools:ExecutorPool", "time_limit": 10.0},
+        {"concurrency": 1000, "queues": "mail, default"},
     ],
 )
 def test_a_good_profile_is_accepted(values: dict[str, Any]) -> None:
     WorkerConfig(name="p", **values).full_clean()
+
+
+@override_settings(DJWORKER={"CUSTOM_POOLS": ["example_project.pools:ExecutorPool"]})
+def test_an_allow_listed_custom_pool_is_accepted() -> None:
+    WorkerConfig(name="p", pool="example_project.pools:ExecutorPool").full_clean()
+
+
+@override_settings(DJWORKER={"MAX_CONCURRENCY": 4000})
+def test_the_size_bound_follows_the_setting() -> None:
+    WorkerConfig(name="p", concurrency=4000).full_clean()
+
+
+def test_validating_a_pool_never_imports_the_module_it_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = tmp_path / "imported"
+    monkeypatch.setenv("DJWORKER_IMPORT_CANARY", str(marker))
+    path = "tests.taskapp.exits_on_import:Pool"
+    with pytest.raises(ValidationError, match="is not one of the custom pools"):
+        WorkerConfig(name="p", pool=path).full_clean()
+    # Even an allow-listed class is not imported by the web process: the worker checks it.
+    with override_settings(DJWORKER={"CUSTOM_POOLS": [path]}):
+        WorkerConfig(name="p", pool=path).full_clean()
+    assert not marker.exists()
+    assert "tests.taskapp.exits_on_import" not in sys.modules
