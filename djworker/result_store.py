@@ -21,11 +21,14 @@ logger = logging.getLogger(__name__)
 
 
 def _row_from(envelope: dict[str, Any], **fields: Any) -> TaskResult:
+    from djworker.task_definition import stored_arguments
+
+    args, kwargs = stored_arguments(envelope)
     return TaskResult(
         id=envelope["id"],
         task_name=envelope["task"],
-        args=envelope["args"],
-        kwargs=envelope["kwargs"],
+        args=args,
+        kwargs=kwargs,
         queue=envelope["queue"],
         priority=envelope["priority"],
         enqueued_at=message.parse_time(envelope.get("enqueued_at"), "enqueued_at")

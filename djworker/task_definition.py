@@ -28,6 +28,16 @@ logger = logging.getLogger(__name__)
 
 #: task name -> Task; filled by the decorator when an app's ``tasks.py`` is imported
 registry: dict[str, Task[Any, Any]] = {}
+#: what a redacted argument is stored as (``@task(redact_args=True)``)
+REDACTED = "[redacted]"
+
+
+def stored_arguments(envelope: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    """An envelope's arguments as the result table keeps them: redacted if its task says so."""
+    args, kwargs = envelope.get("args", []), envelope.get("kwargs", {})
+    name = envelope.get("task")
+    task = registry.get(name) if isinstance(name, str) else None
+    return task.stored_arguments(args, kwargs) if task is not None else (args, kwargs)
 
 
 def get_task(name: str) -> Task[Any, Any]:
@@ -62,6 +72,7 @@ class Task(Generic[P, R]):
         ignore_result: bool = False,
         time_limit: float | None = None,
         soft_time_limit: float | None = None,
+        redact_args: bool = False,
     ) -> None:
         self.func = func
         self.name = name or f"{func.__module__}.{func.__qualname__}"
@@ -88,6 +99,11 @@ class Task(Generic[P, R]):
         self.acks_late = acks_late
         self.reject_on_worker_lost = reject_on_worker_lost
         self.ignore_result = ignore_result
+        if not isinstance(redact_args, bool):
+            raise ConfigurationError(
+                f"task {self.name!r}: redact_args expects True or False; got {redact_args!r}"
+            )
+        self.redact_args = redact_args
         self.time_limit = _check_seconds(time_limit, "time_limit", self.name)
         self.soft_time_limit = _check_seconds(soft_time_limit, "soft_time_limit", self.name)
         if self.time_limit and self.soft_time_limit and self.soft_time_limit >= self.time_limit:
@@ -102,6 +118,19 @@ class Task(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
+
+    def stored_arguments(
+        self, args: list[Any], kwargs: dict[str, Any]
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """The arguments as the result table keeps them.
+
+        With ``redact_args`` each value is replaced by ``REDACTED``: the row still shows how many
+        positional arguments there were and the keyword names, never a value. The message
+        itself carries the real arguments, which the task needs.
+        """
+        if not self.redact_args:
+            return args, kwargs
+        return [REDACTED] * len(args), dict.fromkeys(kwargs, REDACTED)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.func(*args, **kwargs)

@@ -1,4 +1,9 @@
-"""Task results in the admin: listed, filtered and inspected, never edited."""
+"""Task results in the admin: listed, filtered and inspected, never edited.
+
+A task's arguments, result, exception message and traceback may hold personal or secret data:
+they are shown only to users with ``djworker.view_task_arguments``; ``view_taskresult`` alone
+shows the rest of the row (status, timings, worker, exception class).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from djworker import permissions
 from djworker.models import TaskResult
 from djworker.models.workers import request_termination
 
@@ -64,7 +70,7 @@ class TaskResultAdmin(admin.ModelAdmin):
     actions = ("terminate",)
 
     def has_control_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("djworker.control_worker")
+        return request.user.has_perm(permissions.CONTROL_WORKER)
 
     @admin.action(description="Terminate the selected running tasks", permissions=["control"])
     def terminate(self, request: HttpRequest, queryset: QuerySet[TaskResult]) -> None:
@@ -87,8 +93,18 @@ class TaskResultAdmin(admin.ModelAdmin):
         for reason in refused:
             self.message_user(request, f"Not sent: {reason}", messages.WARNING)
 
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        if request.user.has_perm(permissions.VIEW_TASK_ARGUMENTS):
+            return self.fieldsets
+        return [
+            (name, {**options, "fields": _without_payload(options["fields"])})
+            for name, options in self.fieldsets
+        ]
+
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return [str(f) for _, options in self.fieldsets for f in options["fields"]]
+        return [
+            str(f) for _, options in self.get_fieldsets(request, obj) for f in options["fields"]
+        ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -107,6 +123,23 @@ class TaskResultAdmin(admin.ModelAdmin):
     @admin.display(description="traceback")
     def traceback_block(self, obj: TaskResult) -> str:
         return format_html("<pre>{}</pre>", obj.traceback or "-")
+
+    @admin.display(description="arguments, result and error details")
+    def payload_hidden(self, obj: TaskResult) -> str:
+        return (
+            "Hidden: they need the permission "
+            f"{permissions.VIEW_TASK_ARGUMENTS!r} (Can see task arguments, results and error "
+            "details)."
+        )
+
+
+#: the fields that show what a task was given and gave back, and what replaces them
+PAYLOAD_FIELDS = ("arguments", "result_json", "exception_message", "traceback_block")
+
+
+def _without_payload(fields: Any) -> tuple[str, ...]:
+    kept = tuple(f for f in fields if f not in PAYLOAD_FIELDS)
+    return (*kept, "payload_hidden") if "arguments" in fields else kept
 
 
 def _pretty(value: Any) -> str:

@@ -1,10 +1,12 @@
 """Pool settings, running workers and control commands in the admin.
 
 Profiles ("pool settings") are edited like any model; saving one reaches every worker that
-follows it within a few seconds. Workers are read-only rows kept by their heartbeat; control
-actions on them (pause, resume, grow, shrink, restart the pool, warm shutdown) need the
-``djworker.control_worker`` permission, create ``ControlCommand`` rows the workers carry out,
-and are written to the admin history.
+follows it within a few seconds. A profile's ``paused`` and ``pool`` fields act like control
+commands, so they need ``djworker.control_worker`` too, and a custom pool class needs
+``djworker.choose_custom_pool`` (see ``djworker.permissions``). Workers are read-only rows kept
+by their heartbeat; control actions on them (pause, resume, grow, shrink, restart the pool,
+warm shutdown) need ``djworker.control_worker``, create ``ControlCommand`` rows the workers
+carry out, and are written to the admin history.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.utils.html import format_html
 
-from djworker import bounds
+from djworker import bounds, permissions
+from djworker.concurrency import PROFILE_POOLS
 from djworker.exceptions import ConfigurationError
 from djworker.models import CommandAction, ControlCommand, Worker, WorkerConfig, WorkerState
 from djworker.models.workers import WorkerQuerySet
@@ -41,6 +44,35 @@ class WorkerConfigAdmin(admin.ModelAdmin):
         "workers_applied",
     )
     readonly_fields = ("revision", "updated_at", "followers")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # Pausing and the pool kind act on running workers like a control command does.
+        readonly = list(super().get_readonly_fields(request, obj))
+        if not request.user.has_perm(permissions.CONTROL_WORKER):
+            readonly.extend(permissions.CONTROL_FIELDS)
+        return readonly
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> type[forms.ModelForm[WorkerConfig]]:
+        form = super().get_form(request, obj, change, **kwargs)
+        if "pool" not in form.base_fields or request.user.has_perm(permissions.CHOOSE_CUSTOM_POOL):
+            return form
+
+        class ProfileForm(form):  # type: ignore[valid-type,misc]
+            def clean_pool(self) -> str:
+                pool = str(self.cleaned_data.get("pool") or "").strip()
+                before = self.instance.pool.strip() if self.instance.pk else ""
+                if pool and pool != before and pool not in PROFILE_POOLS:
+                    raise forms.ValidationError(
+                        f"Choosing a custom pool class ({pool!r}) needs the permission "
+                        f"{permissions.CHOOSE_CUSTOM_POOL!r}; choose one of "
+                        f"{', '.join(PROFILE_POOLS)}."
+                    )
+                return pool
+
+        return ProfileForm
+
     fieldsets = (
         (None, {"fields": ("name", "pool", "concurrency", "paused")}),
         ("Autoscale", {"fields": ("autoscale_min", "autoscale_max", "autoscale_keepalive")}),
@@ -185,7 +217,7 @@ class WorkerAdmin(admin.ModelAdmin):
         return False
 
     def has_control_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("djworker.control_worker")
+        return request.user.has_perm(permissions.CONTROL_WORKER)
 
     # -- columns ---------------------------------------------------------------------------------
 

@@ -52,6 +52,7 @@ class TaskResult(models.Model):
     class Meta:
         verbose_name = "task result"
         ordering = ["-enqueued_at"]
+        permissions = [("view_task_arguments", "Can see task arguments, results and error details")]
         indexes = [
             models.Index(fields=["status", "-enqueued_at"], name="djworker_result_status_idx")
         ]

@@ -41,7 +41,8 @@ class WorkerConfig(models.Model):
     pool = models.CharField(
         max_length=200,
         blank=True,
-        help_text=f"One of {', '.join(PROFILE_POOLS)}, or module.path:Class. "
+        help_text=f"One of {', '.join(PROFILE_POOLS)}, or a custom pool class listed in "
+        "settings.DJWORKER['CUSTOM_POOLS']. "
         "Changing it restarts the pool gracefully (running tasks finish).",
     )
     concurrency = models.IntegerField(
@@ -74,6 +75,7 @@ class WorkerConfig(models.Model):
         verbose_name = "pool settings"
         verbose_name_plural = "pool settings"
         ordering = ("name",)
+        permissions = [("choose_custom_pool", "Can choose a custom pool class in a profile")]
 
     def __str__(self) -> str:
         return self.name

@@ -107,3 +107,9 @@ from tests.taskapp import (  # noqa: E402
     green_tasks,  # noqa: F401 - registers the green-pool tasks
     prefork_tasks,  # noqa: F401 - registers the prefork tasks
 )
+
+
+@djworker.task(redact_args=True)
+def check_secret(password: str, *, pin: int) -> int:
+    """Arguments no one should read in the admin: stored as ``[redacted]``."""
+    return len(password) + pin

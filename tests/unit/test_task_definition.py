@@ -44,6 +44,7 @@ def test_the_decorator_takes_options() -> None:
             r"soft_time_limit \(5.0\) must be below time_limit \(5.0\)",
         ),
         ({"queue": "bad queue"}, "queue names"),
+        ({"redact_args": "yes"}, "redact_args expects True or False; got 'yes'"),
     ],
 )
 def test_bad_task_options_are_refused_at_decoration(
@@ -51,6 +52,16 @@ def test_bad_task_options_are_refused_at_decoration(
 ) -> None:
     with pytest.raises(ConfigurationError, match=complaint):
         task(**options)(lambda: None)
+
+
+def test_a_task_with_redact_args_stores_each_value_as_redacted_and_keeps_the_shape() -> None:
+    secret = Task(lambda *a, **k: None, name="t.secret", redact_args=True)
+    plain = Task(lambda *a, **k: None, name="t.plain")
+    assert secret.stored_arguments(["4111", 2], {"cvv": "737"}) == (
+        ["[redacted]", "[redacted]"],
+        {"cvv": "[redacted]"},
+    )
+    assert plain.stored_arguments(["4111"], {"cvv": "737"}) == (["4111"], {"cvv": "737"})
 
 
 def test_two_functions_cannot_share_a_task_name() -> None:
