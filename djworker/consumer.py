@@ -32,6 +32,9 @@ from djworker.task_definition import Task, get_task
 
 logger = logging.getLogger(__name__)
 
+#: the largest prefetch count every transport takes (AMQP's ``basic.qos`` field is 16 bits)
+MAX_PREFETCH_COUNT = 65535
+
 #: how long one loop iteration may wait for the broker when nothing is in flight
 IDLE_WAIT_S = 1.0
 #: how long it waits for the broker while tasks run, so their outcomes are acked promptly
@@ -226,9 +229,13 @@ class Consumer:
         return target
 
     def update_prefetch(self) -> None:
-        """Prefetch = the target above, plus the messages held for a later ETA."""
+        """Prefetch = the target above, plus the messages held for a later ETA.
+
+        Capped at ``MAX_PREFETCH_COUNT``: AMQP carries the count in 16 bits, and a larger one
+        (a big multiplier times a big pool) made the worker fail at start on RabbitMQ.
+        """
         target = self.prefetch_target
-        count = 0 if target == 0 else target + len(self._held)
+        count = 0 if target == 0 else min(target + len(self._held), MAX_PREFETCH_COUNT)
         if count != self._prefetch and self._kombu_consumer is not None:
             self._kombu_consumer.qos(prefetch_count=count)
             self._prefetch = count

@@ -99,6 +99,18 @@ def test_runworker_refuses_a_concurrency_above_the_maximum_in_one_line() -> None
     ), result.stderr
 
 
+def test_a_prefetch_count_above_what_amqp_can_carry_is_capped_and_tasks_still_run(
+    worker_factory, amqp_url, use_broker
+) -> None:
+    use_broker(amqp_url)
+    queue = unique_queue()
+    worker_factory(
+        "-c", "1", "--prefetch-multiplier", "70000", "-Q", queue, "-n", unique_name("pf"),
+        "--config", unique_name("p"), broker_url=amqp_url,
+    )  # fmt: skip
+    assert tasks.add.apply_async((4, 4), queue=queue).get(timeout=15) == 8
+
+
 # -- custom pools ------------------------------------------------------------------------------
 
 
