@@ -31,6 +31,9 @@ PINNING_LAYERS = frozenset({ENV, CLI})
 
 DEFAULT_QUEUE = "default"
 DEFAULT_BROKER_URL = "django://"
+#: deliveries of one message that may start running before it is failed (0: no cap); see
+#: docs/reliability.md
+DEFAULT_MAX_DELIVERIES = 5
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -172,6 +175,22 @@ def parse_multiplier(value: Any, *, name: str) -> int:
     return number
 
 
+def parse_delivery_cap(value: Any, *, name: str) -> int:
+    """Deliveries a message may start before it is failed: a whole number, 0 for no cap."""
+    try:
+        number = int(value)
+        if isinstance(value, float) and number != value:
+            raise ValueError
+    except (TypeError, ValueError):
+        number = -1
+    if number < 0 or isinstance(value, bool):
+        raise ConfigurationError(
+            f"{name} expects a whole number >= 0 (deliveries of one message; 0 means no cap); "
+            f"got {value!r}"
+        )
+    return number
+
+
 def parse_text(value: Any, *, name: str) -> str:
     text = str(value).strip()
     if not text:
@@ -217,6 +236,7 @@ class WorkerSettings:
     max_memory_per_child_kib: int | None = None
     time_limit_s: float | None = None
     soft_time_limit_s: float | None = None
+    max_deliveries: int = DEFAULT_MAX_DELIVERIES  # 0: no cap
     broker_url: str = DEFAULT_BROKER_URL
     broker_transport_options: Mapping[str, Any] = field(default_factory=dict)
     config_name: str = "default"
@@ -308,6 +328,13 @@ OPTIONS: tuple[Option, ...] = (
         "SOFT_TIME_LIMIT",
         "DJWORKER_SOFT_TIME_LIMIT",
         "--soft-time-limit",
+    ),
+    Option(
+        "max_deliveries",
+        parse_delivery_cap,
+        "MAX_DELIVERIES",
+        "DJWORKER_MAX_DELIVERIES",
+        "--max-deliveries",
     ),
     Option("broker_url", parse_text, "BROKER_URL", "DJWORKER_BROKER_URL", "--broker"),
 )

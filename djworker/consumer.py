@@ -22,7 +22,7 @@ import kombu
 from django.utils import timezone
 from kombu.message import Message
 
-from djworker import message, result_store
+from djworker import delivery_cap, message, result_store
 from djworker.broker import Broker
 from djworker.concurrency.base import BasePool
 from djworker.conf import WorkerSettings
@@ -301,6 +301,8 @@ class Consumer:
                 return
         if outcome.requeue:
             self._give_back(delivery)
+        elif outcome.reject and not delivery.acked:
+            delivery.message.reject()  # for good: dead-lettered where the queue has a DLX
         elif not delivery.acked:
             delivery.message.ack()
 
@@ -378,12 +380,16 @@ class Consumer:
         if not task.acks_late:
             delivery.message.ack()
             delivery.acked = True
+        cap, cap_from = delivery_cap.cap_for(task, self.config)
         self.pool.apply_async(
             Job(
                 token,
                 envelope,
                 limits=self.limits_for(task, envelope),
                 hostname=self.config.hostname,
+                max_deliveries=cap,
+                max_deliveries_from=cap_from,
+                redelivered=bool(delivery.message.delivery_info.get("redelivered")),
             )
         )
 

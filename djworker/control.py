@@ -9,7 +9,7 @@ What a profile change does:
 
 * pool size, autoscale bounds: resize the pool in place (``grow``/``shrink``)
 * queues: start or cancel consuming them
-* prefetch multiplier, time limits, recycling limits: apply to the next tasks
+* prefetch multiplier, time limits, recycling limits, delivery cap: apply to the next tasks
 * paused: stop (or start again) taking new messages
 * pool kind: restart the pool gracefully (running tasks finish; unstarted ones go back)
 

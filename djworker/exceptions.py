@@ -65,3 +65,7 @@ class WorkerLost(Exception):
 
 class TaskExpired(Exception):
     """Recorded when a message arrives after its ``expires`` time; the task is not run."""
+
+
+class DeliveryLimitExceeded(Exception):
+    """Recorded when a message started ``max_deliveries`` runs and none finished; not run again."""

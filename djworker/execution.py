@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import close_old_connections
 from django.utils import timezone
 
-from djworker import message, result_store, signals
+from djworker import delivery_cap, message, result_store, signals
 from djworker.exceptions import UnknownTask, WorkerLost
 from djworker.job import Job, Limits, Outcome, OutcomeKind
 from djworker.task_definition import Task, get_task
@@ -56,8 +56,15 @@ def _execute(job: Job, guard: LimitGuard) -> Outcome:
         return Outcome(job.token, job.task_id, OutcomeKind.FAILED, detail=str(exc))
 
     started_at = timezone.now()
-    if not task.ignore_result:
-        result_store.record_started(envelope, hostname=job.hostname, started_at=started_at)
+    # The row counts this message's runs for the delivery cap. A task that ignores its result
+    # has no row to count in, so it gets one only once the broker says the message came back.
+    tracked = not task.ignore_result or job.redelivered
+    if tracked:
+        deliveries = result_store.record_started(
+            envelope, hostname=job.hostname, started_at=started_at, redelivered=job.redelivered
+        )
+        if delivery_cap.over(job, deliveries):
+            return delivery_cap.fail(job, deliveries, ran=False)
     signals.send_robust(
         signals.task_prerun,
         task,
@@ -79,10 +86,10 @@ def _execute(job: Job, guard: LimitGuard) -> Outcome:
         return _on_error(job, task, exc, started_at=started_at, **timing)
     cpu_time_s = time.thread_time() - cpu_start
     wall_time_s = time.perf_counter() - wall_start
-    if not task.ignore_result:
+    if tracked:
         result_store.record_success(
             envelope,
-            value=value,
+            value=None if task.ignore_result else value,
             hostname=job.hostname,
             started_at=started_at,
             cpu_time_s=cpu_time_s,
@@ -134,6 +141,7 @@ def _on_error(
         cpu_time_s=cpu_time_s,
         wall_time_s=wall_time_s,
         will_retry=will_retry,
+        new_message=will_retry,
     )
     if will_retry:
         countdown = retry_countdown(task, attempt)
@@ -191,12 +199,12 @@ def lost_outcome(
     """Record a job whose slot died or was stopped, and say whether to redeliver it.
 
     Called by pools in the worker's main process, after the slot was stopped. A task with
-    ``reject_on_worker_lost`` goes back to the broker; any other is recorded FAILED, so a task
-    that kills its process cannot loop forever. A run that stored its own outcome just before
-    its slot was stopped (a hard limit reached as the task returned) keeps that outcome.
+    ``reject_on_worker_lost`` goes back to the broker until its message used up its delivery
+    cap; any other is recorded FAILED. A run that stored its own outcome just before its slot
+    was stopped (a hard limit reached as the task returned) keeps that outcome.
     """
     envelope = job.envelope
-    finished = result_store.finished_status(job.task_id)
+    finished, deliveries = result_store.run_state(job.task_id)
     if finished is not None:
         logger.warning(
             "task=%s id=%s ended %s before its slot was stopped (%s); keeping that outcome",
@@ -213,6 +221,8 @@ def lost_outcome(
     except UnknownTask:
         task = None
     requeue = bool(task and task.reject_on_worker_lost and name == WorkerLost.__name__)
+    if requeue and delivery_cap.spent(job, deliveries):
+        return delivery_cap.fail(job, deliveries, ran=True, exit_status=exit_status)
     result_store.record_failure(
         envelope,
         exception_class=name,

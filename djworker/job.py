@@ -31,6 +31,11 @@ class Job:
     envelope: dict[str, Any]
     limits: Limits = field(default_factory=Limits)
     hostname: str = ""
+    #: deliveries of this message that may start (0: no cap), and who set it, for the reason
+    max_deliveries: int = 0
+    max_deliveries_from: str = ""
+    #: the broker says an earlier delivery of this message was not acknowledged
+    redelivered: bool = False
 
     @property
     def task_id(self) -> str:
@@ -50,7 +55,9 @@ class Outcome:
     """What became of a job, reported by the pool to the consumer.
 
     For ``RETRY``, ``retry_envelope`` is the next message to publish. ``requeue`` asks the consumer
-    to hand the original message back to the broker instead of acknowledging it.
+    to hand the original message back to the broker instead of acknowledging it; ``reject`` asks
+    it to reject the message for good (RabbitMQ dead-letters it where the queue has a
+    dead-letter exchange; other brokers drop it).
     """
 
     token: int
@@ -59,4 +66,5 @@ class Outcome:
     retry_envelope: dict[str, Any] | None = None
     retry_countdown_s: float | None = None
     requeue: bool = False
+    reject: bool = False
     detail: str = ""

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
+from django.db import connections
 from django.db.models import F
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from djworker import message
@@ -49,35 +51,69 @@ def forget(task_id: str) -> None:
     TaskResult.objects.filter(id=task_id, status=TaskStatus.READY).delete()
 
 
-def _write(envelope: dict[str, Any], *, count_run: bool = False, **fields: Any) -> None:
-    """Update the row, inserting it first if the publisher did not (or has not yet).
-
-    ``count_run`` adds one to ``attempts`` in the database, so a redelivered message (whose
-    envelope still says attempt 0) is counted too.
-    """
-    update = {**fields, "attempts": F("attempts") + 1} if count_run else fields
-    if TaskResult.objects.filter(id=envelope["id"]).update(**update):
+def _write(envelope: dict[str, Any], **fields: Any) -> None:
+    """Update the row, inserting it first if the publisher did not (or has not yet)."""
+    if TaskResult.objects.filter(id=envelope["id"]).update(**fields):
         return
-    first = {"attempts": envelope["attempt"] + 1} if count_run else {}
-    created = TaskResult.objects.bulk_create(
-        [_row_from(envelope, **fields, **first)], ignore_conflicts=True
-    )
+    created = TaskResult.objects.bulk_create([_row_from(envelope, **fields)], ignore_conflicts=True)
     if not created or created[0].pk is None:
         # Lost a race with the publisher's insert: apply our fields over its READY row.
-        TaskResult.objects.filter(id=envelope["id"]).update(**update)
+        TaskResult.objects.filter(id=envelope["id"]).update(**fields)
 
 
-def record_started(envelope: dict[str, Any], *, hostname: str, started_at: datetime) -> None:
+def _update_counting(task_id: str, fields: dict[str, Any]) -> int | None:
+    """Update the row and count one more run in the same statement; the new ``deliveries``.
+
+    ``UPDATE ... RETURNING`` on PostgreSQL and SQLite, so counting costs no extra round trip;
+    elsewhere a second query reads the count back. None if there is no row.
+    """
+    rows = TaskResult.objects.filter(id=task_id)
+    counted = {**fields, "attempts": F("attempts") + 1, "deliveries": F("deliveries") + 1}
+    connection = connections[rows.db]
+    if connection.vendor not in ("postgresql", "sqlite"):
+        if not rows.update(**counted):
+            return None
+        return rows.values_list("deliveries", flat=True).first()
+    query = cast(UpdateQuery, rows.query.chain(UpdateQuery))
+    query.add_update_values(counted)
+    sql, params = query.get_compiler(rows.db).as_sql()
+    column = connection.ops.quote_name("deliveries")
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} RETURNING {column}", params)
+        row = cursor.fetchone()
+    return None if row is None else int(row[0])
+
+
+def record_started(
+    envelope: dict[str, Any], *, hostname: str, started_at: datetime, redelivered: bool = False
+) -> int:
+    """Mark the row RUNNING and count the run; returns how many runs this message started.
+
+    ``attempts`` counts every run of the task, ``deliveries`` those of this message (a retry
+    is a new message and starts again from 1). A row this worker inserts itself (the publisher
+    wrote none, as for ``ignore_result``) starts at 2 when the broker says the message was
+    delivered before.
+    """
+    fields = {
+        "status": TaskStatus.RUNNING,
+        "worker_hostname": hostname,
+        "started_at": started_at,
+        "finished_at": None,
+    }
     # The final write of the run follows, so this one need not wait for the disk.
     with relaxed_commit():
-        _write(
-            envelope,
-            status=TaskStatus.RUNNING,
-            worker_hostname=hostname,
-            started_at=started_at,
-            finished_at=None,
-            count_run=True,
+        deliveries = _update_counting(envelope["id"], fields)
+        if deliveries is not None:
+            return deliveries
+        first = 2 if redelivered else 1
+        created = TaskResult.objects.bulk_create(
+            [_row_from(envelope, **fields, attempts=envelope["attempt"] + first, deliveries=first)],
+            ignore_conflicts=True,
         )
+        if created and created[0].pk is not None:
+            return first
+        # Lost a race with the publisher's insert: count over its READY row.
+        return _update_counting(envelope["id"], fields) or first
 
 
 def record_success(
@@ -115,20 +151,28 @@ def record_failure(
     started_at: datetime | None = None,
     cpu_time_s: float | None = None,
     wall_time_s: float | None = None,
-    exit_status: str = "",
+    exit_status: str | None = "",
     will_retry: bool = False,
+    new_message: bool = False,
 ) -> None:
-    """FAILED, or READY again with the error kept when ``will_retry``."""
+    """FAILED, or READY again with the error kept when ``will_retry``.
+
+    ``new_message``: the retry goes out as a new message, whose deliveries count from zero.
+    ``exit_status=None`` keeps the row's (for a failure that ran nothing itself).
+    """
     fields: dict[str, Any] = {
         "status": TaskStatus.READY if will_retry else TaskStatus.FAILED,
         "exception_class": exception_class,
         "exception_message": exception_message,
         "traceback": traceback,
-        "exit_status": exit_status,
         "finished_at": None if will_retry else timezone.now(),
         "cpu_time_s": cpu_time_s,
         "wall_time_s": wall_time_s,
     }
+    if exit_status is not None:
+        fields["exit_status"] = exit_status
+    if new_message:
+        fields["deliveries"] = 0
     if hostname:
         fields["worker_hostname"] = hostname
     if started_at:
@@ -136,10 +180,13 @@ def record_failure(
     _write(envelope, **fields)
 
 
-def finished_status(task_id: str) -> str | None:
-    """SUCCESSFUL or FAILED if the task's row says it finished, else None."""
-    status = TaskResult.objects.filter(id=task_id).values_list("status", flat=True).first()
-    return status if status in (TaskStatus.SUCCESSFUL, TaskStatus.FAILED) else None
+def run_state(task_id: str) -> tuple[str | None, int]:
+    """The row's status if it says the task finished (else None), and its ``deliveries``."""
+    row = TaskResult.objects.filter(id=task_id).values_list("status", "deliveries").first()
+    if row is None:
+        return None, 0
+    status, deliveries = row
+    return (status if status in (TaskStatus.SUCCESSFUL, TaskStatus.FAILED) else None), deliveries
 
 
 def record_unrecordable(envelope: dict[str, Any], error: BaseException) -> None:

@@ -73,6 +73,7 @@ class Task(Generic[P, R]):
         time_limit: float | None = None,
         soft_time_limit: float | None = None,
         redact_args: bool = False,
+        max_deliveries: int | None = None,
     ) -> None:
         self.func = func
         self.name = name or f"{func.__module__}.{func.__qualname__}"
@@ -111,6 +112,17 @@ class Task(Generic[P, R]):
                 f"task {self.name!r}: soft_time_limit ({self.soft_time_limit}) must be below "
                 f"time_limit ({self.time_limit})"
             )
+        if max_deliveries is not None and (
+            not isinstance(max_deliveries, int)
+            or isinstance(max_deliveries, bool)
+            or max_deliveries < 0
+        ):
+            raise ConfigurationError(
+                f"task {self.name!r}: max_deliveries expects a whole number >= 0 (0 means no "
+                f"cap) or None (the worker's --max-deliveries); got {max_deliveries!r}"
+            )
+        #: deliveries of one message that may start before it is failed; None: the worker's
+        self.max_deliveries = max_deliveries
         self.__name__ = getattr(func, "__name__", self.name)
         self.__doc__ = func.__doc__
         self.__module__ = func.__module__

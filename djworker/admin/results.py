@@ -57,6 +57,7 @@ class TaskResultAdmin(admin.ModelAdmin):
             {
                 "fields": (
                     "attempts",
+                    "deliveries",
                     "enqueued_at",
                     "started_at",
                     "finished_at",

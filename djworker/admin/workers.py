@@ -85,6 +85,7 @@ class WorkerConfigAdmin(admin.ModelAdmin):
                     "soft_time_limit",
                     "max_tasks_per_child",
                     "max_memory_per_child",
+                    "max_deliveries",
                 )
             },
         ),

@@ -40,6 +40,11 @@ class TaskResult(models.Model):
     priority = models.SmallIntegerField(default=0)
     worker_hostname = models.CharField(max_length=255, blank=True, db_index=True)
     attempts = models.PositiveIntegerField(default=0, help_text="Runs started so far.")
+    deliveries = models.PositiveIntegerField(
+        default=0,
+        help_text="Runs the current message started (a retry is a new message); the worker "
+        "fails the task once this passes its delivery cap.",
+    )
     enqueued_at = models.DateTimeField(default=timezone.now, db_index=True)
     run_after = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -65,6 +65,12 @@ class WorkerConfig(models.Model):
     max_memory_per_child = models.IntegerField(null=True, blank=True, help_text="KiB; prefork only")
     time_limit = models.FloatField(null=True, blank=True, help_text="Hard limit, seconds.")
     soft_time_limit = models.FloatField(null=True, blank=True, help_text="Soft limit, seconds.")
+    max_deliveries = models.IntegerField(
+        null=True,
+        blank=True,
+        help_text="Deliveries of one message that may start before it is failed (its process "
+        "died each time); 0 means no cap. A task's own max_deliveries wins.",
+    )
     paused = models.BooleanField(
         default=False, help_text="Stop taking new messages; running tasks finish."
     )
@@ -123,6 +129,8 @@ class WorkerConfig(models.Model):
             value = getattr(self, field)
             if value is not None and value <= 0:
                 errors[field] = f"Must be a positive number of seconds; got {value}."
+        if self.max_deliveries is not None and self.max_deliveries < 0:
+            errors["max_deliveries"] = f"Must be 0 (no cap) or more; got {self.max_deliveries}."
         if self.prefetch_multiplier is not None and self.prefetch_multiplier < 0:
             errors["prefetch_multiplier"] = (
                 f"Must be 0 (no limit) or more; got {self.prefetch_multiplier}."
@@ -176,6 +184,7 @@ class WorkerConfig(models.Model):
             "max_memory_per_child_kib": self.max_memory_per_child,
             "time_limit_s": self.time_limit,
             "soft_time_limit_s": self.soft_time_limit,
+            "max_deliveries": self.max_deliveries,
             "paused": self.paused or None,
         }
 

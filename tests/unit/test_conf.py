@@ -152,3 +152,23 @@ def test_a_soft_limit_at_or_above_the_hard_one_is_refused_naming_both_and_their_
         conf.load_config(environ={}, djworker_settings={"TIME_LIMIT": 5, "SOFT_TIME_LIMIT": 5})
     below = conf.load_config(environ={}, djworker_settings={"TIME_LIMIT": 5, "SOFT_TIME_LIMIT": 4})
     assert (below.soft_time_limit_s, below.time_limit_s) == (4, 5)
+
+
+def test_the_delivery_cap_defaults_to_five_and_every_layer_can_set_it_zero_meaning_no_cap() -> None:
+    assert conf.load_config(djworker_settings={}, environ={}).max_deliveries == 5
+    config = conf.load_config(
+        djworker_settings={"MAX_DELIVERIES": 3},
+        admin={"max_deliveries": 7},
+        environ={"DJWORKER_MAX_DELIVERIES": "0"},
+    )
+    assert (config.max_deliveries, config.sources["max_deliveries"]) == (0, conf.ENV)
+    config = conf.load_config(djworker_settings={"MAX_DELIVERIES": 3}, environ={})
+    assert (config.max_deliveries, config.sources["max_deliveries"]) == (3, conf.SETTINGS)
+
+
+@pytest.mark.parametrize("value", ["-1", "many", "2.5", True, 1.5])
+def test_a_bad_delivery_cap_is_refused_naming_the_value(value: object) -> None:
+    with pytest.raises(
+        ConfigurationError, match=r"--max-deliveries expects a whole number >= 0 .*0 means no cap"
+    ):
+        conf.parse_delivery_cap(value, name="--max-deliveries")

@@ -74,6 +74,8 @@ def test_a_bad_profile_is_refused_on_the_field_naming_the_allowed_values(
         {"pool": "prefork", "autoscale_min": 3, "autoscale_max": 3, "concurrency": 2},
         {"pool": "solo", "concurrency": 1},
         {"concurrency": 1000, "queues": "mail, default"},
+        {"max_deliveries": 0},
+        {"max_deliveries": 10},
     ],
 )
 def test_a_good_profile_is_accepted(values: dict[str, Any]) -> None:

@@ -45,6 +45,8 @@ def test_the_decorator_takes_options() -> None:
         ),
         ({"queue": "bad queue"}, "queue names"),
         ({"redact_args": "yes"}, "redact_args expects True or False; got 'yes'"),
+        ({"max_deliveries": -1}, r"max_deliveries expects a whole number >= 0 \(0 means no cap\)"),
+        ({"max_deliveries": "3"}, "max_deliveries expects a whole number"),
     ],
 )
 def test_bad_task_options_are_refused_at_decoration(

@@ -112,6 +112,14 @@ class Command(BaseCommand):
             help="soft time limit: raises SoftTimeLimitExceeded inside the task",
         )
         parser.add_argument(
+            "--max-deliveries",
+            type=_arg(conf.parse_delivery_cap, "--max-deliveries"),
+            metavar="N",
+            help="fail a message once N of its deliveries started without finishing (its "
+            "process died); 0 means no cap (default: "
+            f"{conf.DEFAULT_MAX_DELIVERIES}; a task's max_deliveries wins)",
+        )
+        parser.add_argument(
             "--broker",
             dest="broker_url",
             type=_arg(conf.parse_text, "--broker"),
