@@ -17,14 +17,14 @@ from typing import Any
 from djworker.concurrency.base import BasePool
 from djworker.exceptions import ConfigurationError, PoolNotAvailable
 
-#: alias -> (dotted path, the package it needs or "", the pip extra that provides that package)
+#: alias -> (dotted path, the package it needs or "", what to ``pip install`` to get that package)
 POOLS: dict[str, tuple[str, str, str]] = {
     "solo": ("djworker.concurrency.solo:SoloPool", "", ""),
     "threads": ("djworker.concurrency.threads:ThreadPool", "", ""),
-    "prefork": ("djworker.concurrency.prefork:PreforkPool", "billiard", "prefork"),
-    "processes": ("djworker.concurrency.prefork:PreforkPool", "billiard", "prefork"),
-    "gevent": ("djworker.concurrency.gevent:GeventPool", "gevent", "gevent"),
-    "eventlet": ("djworker.concurrency.eventlet:EventletPool", "eventlet", "eventlet"),
+    "prefork": ("djworker.concurrency.prefork:PreforkPool", "billiard", "billiard"),
+    "processes": ("djworker.concurrency.prefork:PreforkPool", "billiard", "billiard"),
+    "gevent": ("djworker.concurrency.gevent:GeventPool", "gevent", "djworker[gevent]"),
+    "eventlet": ("djworker.concurrency.eventlet:EventletPool", "eventlet", "djworker[eventlet]"),
 }
 
 GREEN_POOLS = frozenset({"gevent", "eventlet"})
@@ -97,9 +97,9 @@ def resolve_pool(name: str) -> type[BasePool]:
             raise PoolNotAvailable(
                 f"--pool=custom needs {CUSTOM_POOL_ENV}=module.path:Class in the environment"
             )
-        return _import_pool_class(path, extra="")
+        return _import_pool_class(path)
     if name in POOLS:
-        path, package, extra = POOLS[name]
+        path, package, requirement = POOLS[name]
         if package:
             # Imported up front: the prefork module imports billiard only when a pool is built.
             try:
@@ -107,12 +107,12 @@ def resolve_pool(name: str) -> type[BasePool]:
             except ModuleNotFoundError as exc:
                 raise PoolNotAvailable(
                     f"the {name} pool needs the {package!r} package, which is not installed: "
-                    f"pip install 'djworker[{extra}]', or choose one of "
+                    f"pip install '{requirement}', or choose one of "
                     f"{', '.join(installed_pool_choices())}"
                 ) from exc
-        return _import_pool_class(path, extra=extra)
+        return _import_pool_class(path, pool=name, requirement=requirement)
     if ":" in name or "." in name:
-        return _import_pool_class(name, extra="")
+        return _import_pool_class(name)
     hint = difflib.get_close_matches(name, list(POOLS), n=1)
     did_you_mean = f" Did you mean {hint[0]!r}?" if hint else ""
     raise PoolNotAvailable(
@@ -120,7 +120,7 @@ def resolve_pool(name: str) -> type[BasePool]:
     )
 
 
-def _import_pool_class(path: str, *, extra: str) -> type[BasePool]:
+def _import_pool_class(path: str, *, pool: str = "", requirement: str = "") -> type[BasePool]:
     if ":" in path:
         module_name, _, attr = path.partition(":")
     else:
@@ -128,9 +128,9 @@ def _import_pool_class(path: str, *, extra: str) -> type[BasePool]:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if extra and exc.name and not exc.name.startswith("djworker"):
+        if requirement and exc.name and not exc.name.startswith("djworker"):
             raise PoolNotAvailable(
-                f"the {extra} pool needs the {exc.name!r} package: pip install 'djworker[{extra}]'"
+                f"the {pool} pool needs the {exc.name!r} package: pip install '{requirement}'"
             ) from exc
         raise PoolNotAvailable(f"cannot import pool module {module_name!r}: {exc}") from exc
     try:

@@ -59,20 +59,20 @@ def test_a_class_that_is_not_a_pool_is_refused_with_what_is_missing(
 
 
 @pytest.mark.parametrize(
-    ("pool", "library", "extra"),
+    ("pool", "library", "requirement"),
     [
-        ("gevent", "gevent", "gevent"),
-        ("eventlet", "eventlet", "eventlet"),
-        ("prefork", "billiard", "prefork"),
-        ("processes", "billiard", "prefork"),
+        ("gevent", "gevent", "djworker[gevent]"),
+        ("eventlet", "eventlet", "djworker[eventlet]"),
+        ("prefork", "billiard", "billiard"),
+        ("processes", "billiard", "billiard"),
     ],
 )
-def test_a_missing_library_names_the_extra_to_install_and_the_choices(
+def test_a_missing_library_names_what_to_install_and_the_choices(
     worker_factory: Callable[..., WorkerProcess],
     tmp_path: Path,
     pool: str,
     library: str,
-    extra: str,
+    requirement: str,
 ) -> None:
     # A stand-in that fails to import the way an absent package does.
     (tmp_path / f"{library}.py").write_text(
@@ -80,5 +80,5 @@ def test_a_missing_library_names_the_extra_to_install_and_the_choices(
     )
     worker = worker_factory(f"--pool={pool}", wait_ready=False, env={"PYTHONPATH": str(tmp_path)})
     assert worker.wait(30) != 0
-    assert f"pip install 'djworker[{extra}]', or choose one of solo, threads" in worker.output
+    assert f"pip install '{requirement}', or choose one of solo, threads" in worker.output
     assert "Traceback" not in worker.output
