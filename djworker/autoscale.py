@@ -9,7 +9,6 @@ removes idle slots (the pools guarantee that), and never below the slots busy no
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -17,7 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-logger = logging.getLogger(__name__)
+from djworker.log_safety import get_logger
+
+logger = get_logger(__name__)
 
 #: how many decisions a worker remembers for the admin
 RECENT_DECISIONS = 20

@@ -6,18 +6,21 @@ thread (kombu connections are not thread-safe, and must not cross a fork).
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from kombu import Connection, Exchange, Producer, Queue
 
 from djworker import message
+from djworker.broker_conf import redact_url
+from djworker.log_safety import get_logger
 
-logger = logging.getLogger(__name__)
+__all__ = ["Broker", "get_broker", "redact_url", "set_broker"]
+
+logger = get_logger(__name__)
 
 DEFAULT_EXCHANGE = Exchange("", type="direct")
 PUBLISH_RETRY_POLICY = {
@@ -26,16 +29,6 @@ PUBLISH_RETRY_POLICY = {
     "interval_step": 0.5,
     "interval_max": 2,
 }
-
-
-def redact_url(url: str) -> str:
-    """The broker URL without its password, for banners and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
 class Broker:
@@ -135,9 +128,10 @@ def get_broker() -> Broker:
                 from djworker.conf import DEFAULT_BROKER_URL, OPTIONS_BY_FIELD, read_settings
 
                 resolved = {"broker_url": DEFAULT_BROKER_URL, **read_settings()}
-                from_env = os.environ.get(OPTIONS_BY_FIELD["broker_url"].env_var)
+                option = OPTIONS_BY_FIELD["broker_url"]
+                from_env = os.environ.get(option.env_var)
                 if from_env:
-                    resolved["broker_url"] = from_env
+                    resolved["broker_url"] = option.parse(from_env, name=option.env_var)
                 _broker = Broker(
                     url=resolved["broker_url"],
                     transport_options=resolved.get("broker_transport_options"),

@@ -11,6 +11,7 @@ Nothing here reads settings or the environment at import time.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import socket
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from djworker import bounds
+from djworker.broker_conf import MAX_SECONDS, parse_broker_url, parse_transport_options, shorten
 from djworker.exceptions import ConfigurationError
 
 DEFAULT = "default"
@@ -30,6 +32,7 @@ LAYERS = (DEFAULT, SETTINGS, ADMIN, ENV, CLI)
 PINNING_LAYERS = frozenset({ENV, CLI})
 
 DEFAULT_QUEUE = "default"
+DEFAULT_PROFILE = "default"
 DEFAULT_BROKER_URL = "django://"
 #: deliveries of one message that may start running before it is failed (0: no cap); see
 #: docs/reliability.md
@@ -51,7 +54,7 @@ def parse_positive_int(value: Any, *, name: str) -> int:
         number = int(value)
         if isinstance(value, float) and number != value:
             raise ValueError
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: float("inf")
         number = 0
     if number < 1 or isinstance(value, bool):
         raise ConfigurationError(f"{name} expects a positive integer; got {value!r}")
@@ -71,8 +74,12 @@ def parse_seconds(value: Any, *, name: str) -> float | None:
         seconds = float(value)
     except (TypeError, ValueError):
         seconds = -1.0
-    if seconds <= 0 or isinstance(value, bool):
-        raise ConfigurationError(f"{name} expects a positive number of seconds; got {value!r}")
+    # nan compares false with everything, so it is refused by name, with inf
+    if not math.isfinite(seconds) or not 0 < seconds <= MAX_SECONDS or isinstance(value, bool):
+        raise ConfigurationError(
+            f"{name} expects a positive number of seconds, at most {MAX_SECONDS} (a year); "
+            f"got {shorten(value)!r}"
+        )
     return seconds
 
 
@@ -129,21 +136,14 @@ def queue_name_error(queue: Any) -> str:
     options and the admin's profiles.
     """
     if not isinstance(queue, str) or not _QUEUE_NAME.fullmatch(queue):
-        return f"queue names are letters, digits, '_', '.', ':' or '-'; got {_shorten(queue)!r}"
+        return f"queue names are letters, digits, '_', '.', ':' or '-'; got {shorten(queue)!r}"
     if len(queue) > QUEUE_NAME_MAX_CHARS or len(queue.encode()) > QUEUE_NAME_MAX_BYTES:
         return (
             f"queue names have at most {QUEUE_NAME_MAX_CHARS} characters and "
             f"{QUEUE_NAME_MAX_BYTES} bytes in UTF-8; got {len(queue)} characters "
-            f"({_shorten(queue)!r})"
+            f"({shorten(queue)!r})"
         )
     return ""
-
-
-def _shorten(value: Any, limit: int = 60) -> Any:
-    """A long value cut for an error message, so the message stays one readable line."""
-    if isinstance(value, str) and len(value) > limit:
-        return f"{value[:limit]}..."
-    return value
 
 
 def parse_queues(value: Any, *, name: str) -> tuple[str, ...]:
@@ -166,7 +166,7 @@ def parse_loglevel(value: Any, *, name: str) -> str:
 def parse_multiplier(value: Any, *, name: str) -> int:
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         number = -1
     if number < 0 or isinstance(value, bool):
         raise ConfigurationError(
@@ -195,6 +195,34 @@ def parse_text(value: Any, *, name: str) -> str:
     text = str(value).strip()
     if not text:
         raise ConfigurationError(f"{name} must not be empty")
+    return text
+
+
+#: the longest profile name: ``WorkerConfig.name``
+PROFILE_NAME_MAX_CHARS = 100
+#: the longest worker name: ``Worker.hostname`` and ``TaskResult.worker_hostname``
+HOSTNAME_MAX_CHARS = 255
+_PROFILE_NAME = re.compile(r"[-a-zA-Z0-9_]+")  # the admin's slug rule
+
+
+def parse_profile_name(value: Any, *, name: str) -> str:
+    """A profile name the admin accepts too: a slug of at most 100 characters."""
+    text = parse_text(value, name=name)
+    if not _PROFILE_NAME.fullmatch(text) or len(text) > PROFILE_NAME_MAX_CHARS:
+        raise ConfigurationError(
+            f"{name} expects a profile name of at most {PROFILE_NAME_MAX_CHARS} ASCII letters, "
+            f"digits, '_' or '-'; got {shorten(value)!r}"
+        )
+    return text
+
+
+def parse_hostname(value: Any, *, name: str) -> str:
+    text = parse_text(value, name=name)
+    if len(text) > HOSTNAME_MAX_CHARS or not text.isprintable():
+        raise ConfigurationError(
+            f"{name} expects a worker name of at most {HOSTNAME_MAX_CHARS} printable "
+            f"characters; got {len(text)} characters ({shorten(value)!r})"
+        )
     return text
 
 
@@ -239,7 +267,7 @@ class WorkerSettings:
     max_deliveries: int = DEFAULT_MAX_DELIVERIES  # 0: no cap
     broker_url: str = DEFAULT_BROKER_URL
     broker_transport_options: Mapping[str, Any] = field(default_factory=dict)
-    config_name: str = "default"
+    config_name: str = DEFAULT_PROFILE
     heartbeat_interval_s: float = 5.0
     control_interval_s: float = 1.0
     paused: bool = False  # set only by the admin profile: take no new messages
@@ -298,7 +326,7 @@ OPTIONS: tuple[Option, ...] = (
         "--autoscale-keepalive",
     ),
     Option("queues", parse_queues, "QUEUES", "DJWORKER_QUEUES", "--queues"),
-    Option("hostname", parse_text, "HOSTNAME", "DJWORKER_HOSTNAME", "--hostname"),
+    Option("hostname", parse_hostname, "HOSTNAME", "DJWORKER_HOSTNAME", "--hostname"),
     Option("loglevel", parse_loglevel, "LOGLEVEL", "DJWORKER_LOGLEVEL", "--loglevel"),
     Option(
         "prefetch_multiplier",
@@ -336,7 +364,7 @@ OPTIONS: tuple[Option, ...] = (
         "DJWORKER_MAX_DELIVERIES",
         "--max-deliveries",
     ),
-    Option("broker_url", parse_text, "BROKER_URL", "DJWORKER_BROKER_URL", "--broker"),
+    Option("broker_url", parse_broker_url, "BROKER_URL", "DJWORKER_BROKER_URL", "--broker"),
 )
 OPTIONS_BY_FIELD = {o.field: o for o in OPTIONS}
 #: keys read from settings.DJWORKER only: they bound what the other layers may ask for, so the web
@@ -377,8 +405,10 @@ def read_settings(djworker_settings: Mapping[str, Any] | None = None) -> dict[st
             "settings.DJWORKER['BROKER_TRANSPORT_OPTIONS'] must be a dict; "
             f"got {type(options).__name__}"
         )
-    parsed["broker_transport_options"] = dict(options)
     try:
+        parsed["broker_transport_options"] = parse_transport_options(
+            options, name="settings.DJWORKER['BROKER_TRANSPORT_OPTIONS']"
+        )
         if "MAX_CONCURRENCY" in djworker_settings:
             parsed["max_concurrency"] = bounds.max_concurrency(djworker_settings)
         if "CUSTOM_POOLS" in djworker_settings:
@@ -404,7 +434,7 @@ def load_config(
     environ: Mapping[str, str] | None = None,
     djworker_settings: Mapping[str, Any] | None = None,
     admin: Mapping[str, Any] | None = None,
-    config_name: str = "default",
+    config_name: str = DEFAULT_PROFILE,
 ) -> WorkerSettings:
     """Merge the layers into one ``WorkerSettings``.
 
@@ -477,6 +507,17 @@ def check_time_limits(config: WorkerSettings) -> None:
         f"the soft time limit must be below the hard one; got {where['soft_time_limit_s']} "
         f"and {where['time_limit_s']}: lower the soft limit, raise the hard one, or unset one"
     )
+
+
+def spelled(config: WorkerSettings, field: str) -> str:
+    """The option ``field`` as the layer that set it spells it, for error messages."""
+    option, layer = OPTIONS_BY_FIELD[field], config.sources.get(field, DEFAULT)
+    return {
+        CLI: option.cli_flag,
+        ENV: option.env_var,
+        SETTINGS: f"settings.DJWORKER[{option.settings_key!r}]",
+        ADMIN: f"{field.removesuffix('_s')} of profile {config.config_name!r}",
+    }.get(layer, field)
 
 
 def explain(config: WorkerSettings) -> list[tuple[str, Any, str]]:

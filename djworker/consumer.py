@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
-import logging
 import queue
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -23,14 +22,15 @@ from django.utils import timezone
 from kombu.message import Message
 
 from djworker import delivery_cap, message, result_store
-from djworker.broker import Broker
+from djworker.broker import Broker, redact_url
 from djworker.concurrency.base import BasePool
 from djworker.conf import WorkerSettings
-from djworker.exceptions import InvalidMessage, TaskExpired, UnknownTask
+from djworker.exceptions import ConfigurationError, InvalidMessage, TaskExpired, UnknownTask
 from djworker.job import Job, Limits, Outcome, OutcomeKind
+from djworker.log_safety import get_logger
 from djworker.task_definition import Task, get_task
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 #: the largest prefetch count every transport takes (AMQP's ``basic.qos`` field is 16 bits)
 MAX_PREFETCH_COUNT = 65535
@@ -104,6 +104,13 @@ class Consumer:
         except _StopConnecting:
             logger.warning("stop requested before the broker could be reached")
             return False
+        except (*self.connection.connection_errors, *self.connection.channel_errors) as exc:
+            # Retried forever above unless the broker answered and refused us (a wrong
+            # password, a missing virtual host): no retry can fix that.
+            raise ConfigurationError(
+                f"the broker at {redact_url(self.broker.url)} refused the connection: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         channel = self.connection.default_channel
         self._kombu_consumer = kombu.Consumer(
             channel,

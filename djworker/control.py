@@ -18,7 +18,6 @@ Settings pinned by the environment or the command line are never changed by the 
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from concurrent.futures import Future, wait
@@ -33,20 +32,40 @@ from djworker.broker import redact_url
 from djworker.concurrency import GREEN_POOLS, resolve_pool
 from djworker.exceptions import ConfigurationError
 from djworker.heartbeat import Heartbeat
+from djworker.log_safety import get_logger
 from djworker.models import CommandAction, CommandStatus, ControlCommand, WorkerConfig
 
 if TYPE_CHECKING:
     from djworker.worker import Worker
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
-def profile_settings(name: str) -> dict[str, Any]:
-    """The admin layer for ``load_config``: the named profile's values, created if missing."""
-    profile, created = WorkerConfig.objects.get_or_create(name=name)
-    if created:
-        logger.info("config=%s created the pool settings profile with the defaults", name)
-    return profile.as_settings()
+#: profiles listed by name when ``--config`` names one that does not exist
+LISTED_PROFILES = 20
+
+
+def profile_settings(name: str, *, create: bool = False) -> dict[str, Any]:
+    """The admin layer for ``load_config``: the named profile's values.
+
+    A missing profile is created only if asked (``--create-config``) or if it is the default
+    one; otherwise a typo in ``--config`` would start a worker on a new, empty profile.
+    """
+    if create or name == conf.DEFAULT_PROFILE:
+        profile, created = WorkerConfig.objects.get_or_create(name=name)
+        if created:
+            logger.info("config=%s created the pool settings profile with the defaults", name)
+        return profile.as_settings()
+    found = WorkerConfig.objects.filter(name=name).first()
+    if found is None:
+        names = list(WorkerConfig.objects.values_list("name", flat=True)[: LISTED_PROFILES + 1])
+        more = ", ..." if len(names) > LISTED_PROFILES else ""
+        listed = ", ".join(names[:LISTED_PROFILES]) + more
+        raise ConfigurationError(
+            f"--config: no pool settings profile named {name!r}; existing profiles: "
+            f"{listed or 'none'}. Add --create-config to create it, or create it in the admin"
+        )
+    return found.as_settings()
 
 
 def settings_table(config: conf.WorkerSettings) -> list[list[Any]]:
@@ -170,6 +189,14 @@ class ControlPlane:
                 f"the {new.pool} pool does not recycle its slots; max_tasks_per_child and "
                 "max_memory_per_child need the prefork pool"
             )
+        pool_class.refuse_unenforced_time_limits(
+            hard_s=new.time_limit_s,
+            soft_s=new.soft_time_limit_s,
+            where={
+                "hard": conf.spelled(new, "time_limit_s"),
+                "soft": conf.spelled(new, "soft_time_limit_s"),
+            },
+        )
         if pool_class.fixed_size and new.concurrency not in (None, pool_class.fixed_size):
             raise ConfigurationError(
                 f"the {new.pool} pool has exactly {pool_class.fixed_size} slot(s); "

@@ -21,7 +21,6 @@ threads other than the forking one can still be found in the child.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import threading
@@ -31,7 +30,9 @@ from typing import Any
 from django.db import connections
 from django.db.backends.signals import connection_created
 
-logger = logging.getLogger(__name__)
+from djworker.log_safety import get_logger
+
+logger = get_logger(__name__)
 
 #: raw driver connections opened in this process, with the pid that opened them
 _opened: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()

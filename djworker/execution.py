@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import random
 import time
 import traceback as traceback_module
@@ -22,12 +21,13 @@ from django.utils import timezone
 from djworker import delivery_cap, message, result_store, signals
 from djworker.exceptions import UnknownTask, WorkerLost
 from djworker.job import Job, Limits, Outcome, OutcomeKind
+from djworker.log_safety import get_logger
 from djworker.task_definition import Task, get_task
 
 if TYPE_CHECKING:
     from djworker.concurrency.base import LimitGuard
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 def execute(job: Job, guard: LimitGuard | None = None) -> Outcome:

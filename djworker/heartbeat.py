@@ -6,7 +6,6 @@ sees has changed, and at least every ``heartbeat_interval_s`` so a silent worker
 
 from __future__ import annotations
 
-import logging
 import os
 import resource
 import time
@@ -15,9 +14,10 @@ from typing import Any
 
 from django.utils import timezone
 
+from djworker.log_safety import get_logger
 from djworker.models import CommandStatus, ControlCommand, Worker, WorkerConfig, WorkerState
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 def resident_memory_kib() -> int:

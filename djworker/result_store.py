@@ -6,7 +6,6 @@ and a row inserted concurrently by the publisher's still-open transaction.
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from typing import Any, cast
 
@@ -17,9 +16,10 @@ from django.utils import timezone
 
 from djworker import message
 from djworker.commit import relaxed_commit
+from djworker.log_safety import get_logger
 from djworker.models.results import TaskResult, TaskStatus
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 def _row_from(envelope: dict[str, Any], **fields: Any) -> TaskResult:

@@ -6,12 +6,13 @@ Task signals are sent from the process that runs the task (a prefork child, for 
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from django.dispatch import Signal
 
-logger = logging.getLogger(__name__)
+from djworker.log_safety import get_logger
+
+logger = get_logger(__name__)
 
 #: before the function runs: task, task_id, args, kwargs
 task_prerun = Signal()

@@ -6,7 +6,6 @@ Only tasks in this registry ever run in a worker; a message cannot name an arbit
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -17,6 +16,7 @@ from django.utils import timezone
 from djworker import message
 from djworker.conf import DEFAULT_QUEUE, parse_queues
 from djworker.exceptions import ConfigurationError, UnknownTask
+from djworker.log_safety import get_logger
 
 if TYPE_CHECKING:
     from djworker.result import AsyncResult
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 #: task name -> Task; filled by the decorator when an app's ``tasks.py`` is imported
 registry: dict[str, Task[Any, Any]] = {}

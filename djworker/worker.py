@@ -23,15 +23,16 @@ from djworker import __version__, signals
 from djworker.broker import Broker, redact_url, set_broker
 from djworker.concurrency import resolve_pool
 from djworker.concurrency.base import BasePool
-from djworker.conf import WorkerSettings, explain
+from djworker.conf import WorkerSettings, explain, spelled
 from djworker.consumer import Consumer
 from djworker.exceptions import ConfigurationError
+from djworker.log_safety import get_logger
 from djworker.task_definition import registry
 
 if TYPE_CHECKING:
     from djworker.control import ControlPlane
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 COLD_EXIT_CODE = 1
 #: pause before reconnecting, so a broker that keeps failing is not hammered
@@ -50,6 +51,31 @@ def describe_connection_reuse() -> str:
         "a new connection for every task (CONN_MAX_AGE=0); set CONN_MAX_AGE or "
         "OPTIONS['pool'] to reuse connections"
     )
+
+
+def describe_limits(pool: BasePool) -> str:
+    """Which limits the pool enforces, for the banner: what is not enforced is said too."""
+    limits = pool.limits()
+    enforced = [name for name, yes in limits.items() if yes]
+    ignored = [name for name, yes in limits.items() if not yes]
+    text = f"this pool enforces {', '.join(enforced) or 'no limit'}"
+    return f"{text}; not {', '.join(ignored)}" if ignored else text
+
+
+def unenforced_task_limits(pool: BasePool) -> list[str]:
+    """A warning for registered tasks whose own time limits this pool cannot enforce."""
+    warnings = []
+    for option, supported in (
+        ("time_limit", pool.supports_hard_time_limit),
+        ("soft_time_limit", pool.supports_soft_time_limit),
+    ):
+        names = sorted(name for name, task in registry.items() if getattr(task, option))
+        if names and not supported:
+            warnings.append(
+                f"the {pool.describe()} pool does not enforce {option}, set by "
+                f"{', '.join(names)}: those tasks run without it"
+            )
+    return warnings
 
 
 class Output(Protocol):
@@ -116,6 +142,14 @@ class Worker:
                 f"--autoscale is not available with --pool={config.pool}: that pool cannot "
                 "change its size while running; use --pool=threads, prefork, gevent or eventlet"
             )
+        self.pool_class.refuse_unenforced_time_limits(
+            hard_s=config.time_limit_s,
+            soft_s=config.soft_time_limit_s,
+            where={
+                "hard": spelled(config, "time_limit_s"),
+                "soft": spelled(config, "soft_time_limit_s"),
+            },
+        )
         self.pool: BasePool = self._make_pool(
             config.initial_pool_size(fixed_size=self.pool_class.fixed_size)
         )
@@ -160,7 +194,12 @@ class Worker:
         self.install_signal_handlers()
         self.pool.start()
         try:
-            if not self.consumer.connect(should_stop=lambda: self.stop_requested):
+            try:
+                connected = self.consumer.connect(should_stop=lambda: self.stop_requested)
+            except ConfigurationError:  # the broker refused us: nothing ran, nothing to hand back
+                self.pool.stop(graceful=False)
+                raise
+            if not connected:
                 return self._shutdown()
             self.start_control_plane()
             self.control.start()
@@ -254,6 +293,8 @@ class Worker:
             f"  concurrency: {concurrency}",
             f"  queues:      {', '.join(config.queues)}",
             f"  prefetch:    {config.prefetch_multiplier} per slot",
+            f"  limits:      {describe_limits(self.pool)}",
+            *(f"  warning:     {warning}" for warning in unenforced_task_limits(self.pool)),
             "  settings (value <- source):",
         ]
         if "db_budget" in (pool_info := self.pool.info()):

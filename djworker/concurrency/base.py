@@ -12,7 +12,6 @@ pool's capability flag says it supports them; nothing is attached to pool instan
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -24,8 +23,9 @@ from django.db import InterfaceError, OperationalError
 from djworker import bounds
 from djworker.exceptions import ConfigurationError, NotSupportedByPool
 from djworker.job import Job, Limits, Outcome, OutcomeKind
+from djworker.log_safety import get_logger
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 #: how long a slot waits before handing back a job it could not run for want of a database
 DATABASE_DOWN_PAUSE_S = 1.0
@@ -90,6 +90,37 @@ class BasePool(ABC):
     @classmethod
     def describe(cls) -> str:
         return cls.alias or f"{cls.__module__}:{cls.__qualname__}"
+
+    @classmethod
+    def limits(cls) -> dict[str, bool]:
+        """Which limits this pool enforces, by the name the banner gives them."""
+        return {
+            "soft time limit": cls.supports_soft_time_limit,
+            "hard time limit": cls.supports_hard_time_limit,
+            "max tasks/memory per child": cls.supports_recycling,
+        }
+
+    @classmethod
+    def refuse_unenforced_time_limits(
+        cls, *, hard_s: float | None, soft_s: float | None, where: dict[str, str]
+    ) -> None:
+        """Refuse a worker-wide time limit this pool would silently ignore.
+
+        ``where`` names, for each of ``"hard"`` and ``"soft"``, the option and the layer that
+        set it, for the message.
+        """
+        for kind, seconds, supported in (
+            ("hard", hard_s, cls.supports_hard_time_limit),
+            ("soft", soft_s, cls.supports_soft_time_limit),
+        ):
+            if seconds is not None and not supported:
+                enforced = [name for name, yes in cls.limits().items() if yes]
+                raise ConfigurationError(
+                    f"the {cls.describe()} pool cannot enforce a {kind} time limit "
+                    f"({where.get(kind, kind)} {seconds:g} s); it enforces "
+                    f"{', '.join(enforced) or 'no limit'}: unset it, or use a pool that "
+                    "enforces it (prefork, gevent or eventlet stop a task at its hard limit)"
+                )
 
     # -- lifecycle -------------------------------------------------------------------------
 

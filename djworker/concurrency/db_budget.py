@@ -15,11 +15,12 @@ task, and a greenlet that finds the pool empty waits (a green wait) for one to c
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-logger = logging.getLogger(__name__)
+from djworker.log_safety import get_logger
+
+logger = get_logger(__name__)
 
 #: connections per database a green worker uses when the project configured no pool
 DEFAULT_MAX_SIZE = 10

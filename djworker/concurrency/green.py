@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -31,8 +30,9 @@ from djworker.concurrency.base import BasePool
 from djworker.concurrency.db_budget import DbBudget
 from djworker.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from djworker.job import Job, Limits
+from djworker.log_safety import get_logger
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 class GreenRuntime(ABC):

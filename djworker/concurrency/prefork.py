@@ -18,7 +18,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import itertools
-import logging
 import os
 import signal
 import threading
@@ -36,8 +35,9 @@ from djworker.concurrency.prefork_process import Child, describe_exit
 from djworker.concurrency.prefork_server import ForkServer
 from djworker.exceptions import ConfigurationError
 from djworker.job import Job, Limits, Outcome, OutcomeKind
+from djworker.log_safety import get_logger
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 #: how long ``start`` waits for the first children to report ready
 READY_TIMEOUT_S = 60.0

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
-import logging
 import os
 import signal
 import sys
@@ -28,8 +27,9 @@ from typing import Any
 from djworker import db, signals
 from djworker.concurrency.timelimits import alarm_soft_limit
 from djworker.job import Job, Limits, Outcome
+from djworker.log_safety import get_logger
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 PR_SET_PDEATHSIG = 1
 _PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024

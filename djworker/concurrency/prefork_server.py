@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import logging
 import os
 import pickle
 import signal
@@ -40,8 +39,9 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from djworker.concurrency.prefork_process import describe_exit, kill_group
+from djworker.log_safety import get_logger
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 #: the largest message either side sends (a slot and a few options, or an error text)
 MAX_PACKET = 64 * 1024

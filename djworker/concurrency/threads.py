@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import logging
 import queue
 import threading
 from collections.abc import Iterator
@@ -21,8 +20,9 @@ from django.db import connections
 from djworker.concurrency.base import BasePool
 from djworker.concurrency.timelimits import SoftLimitWatchdog
 from djworker.job import Job, Limits
+from djworker.log_safety import get_logger
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 _STOP = object()
 

@@ -23,7 +23,6 @@ new messages) and ``database`` (the ``DATABASES`` alias, default ``"default"``).
 
 from __future__ import annotations
 
-import logging
 from queue import Empty
 from time import monotonic, sleep
 from typing import Any
@@ -34,6 +33,7 @@ from django.db.models import Min
 from django.utils import timezone
 from kombu.transport import virtual
 
+from djworker.log_safety import get_logger
 from djworker.models.broker import QueueMessage
 from djworker.transport.channel import Channel
 from djworker.transport.database import database_errors
@@ -42,7 +42,7 @@ from djworker.transport.listener import NotifyListener
 
 __all__ = ["Channel", "Transport", "register_transport"]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 ALIAS = "django"
 DEFAULT_VISIBILITY_TIMEOUT_S = 3600.0

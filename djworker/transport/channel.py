@@ -9,7 +9,6 @@ their consumer is cancelled or the channel closes.
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from django.utils import timezone
 from kombu.transport import virtual
 from kombu.utils.json import dumps, loads
 
+from djworker.log_safety import get_logger
 from djworker.models.broker import QueueMessage
 from djworker.transport import postgres
 from djworker.transport.database import database_errors, redeliverable_transaction
@@ -34,7 +34,7 @@ from djworker.transport.listener import notify_channel
 if TYPE_CHECKING:
     from djworker.transport import Transport
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 # Within one priority the message due longest goes first; id breaks ties. This is the order of
 # djworker_qmsg_fetch_idx, so the claim reads the index instead of sorting the backlog.

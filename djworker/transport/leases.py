@@ -15,7 +15,6 @@ anyway, since a task can always finish just before its ack is written.
 
 from __future__ import annotations
 
-import logging
 import threading
 from datetime import timedelta
 from time import monotonic
@@ -23,11 +22,12 @@ from time import monotonic
 from django.db import DatabaseError, connections
 from django.utils import timezone
 
+from djworker.log_safety import get_logger
 from djworker.models.broker import QueueMessage
 from djworker.transport import postgres
 from djworker.transport.database import database_errors, redeliverable_transaction
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 # Keeps IN (...) lists of renewals and deletes well under every database's parameter limit.
 RENEW_BATCH = 500

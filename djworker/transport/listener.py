@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Iterable
 from time import monotonic, sleep
 from typing import TYPE_CHECKING, Any
 
 from django.db import connections
 
+from djworker.log_safety import get_logger
+
 if TYPE_CHECKING:
     import psycopg
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 NOTIFY_CHANNEL_PREFIX = "djworker_q_"
 # After a failed LISTEN, poll this long before trying again, so a setup that cannot LISTEN

@@ -26,7 +26,6 @@ What changes is how a consumer talks to Redis:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from time import monotonic, time
@@ -38,9 +37,11 @@ from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
+from djworker.log_safety import get_logger
+
 __all__ = ["Channel", "QoS", "Transport"]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 # The most messages one script call takes, whatever the prefetch window: bounds the time the
 # script holds Redis and the messages one worker holds back from its peers.

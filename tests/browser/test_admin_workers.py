@@ -51,7 +51,16 @@ def test_an_operator_grows_a_running_worker_by_one_from_the_worker_list(
 ) -> None:
     hostname = f"browser-{uuid.uuid4().hex[:6]}"
     worker = WorkerProcess(
-        "-c", "1", "-Q", unique_queue(), "-n", hostname, "--config", hostname, broker_url=redis_url
+        "-c",
+        "1",
+        "-Q",
+        unique_queue(),
+        "-n",
+        hostname,
+        "--config",
+        hostname,
+        "--create-config",
+        broker_url=redis_url,
     ).start()
     try:
         log_in(page, live_server)

@@ -164,6 +164,7 @@ def test_autoscale_grows_under_a_backlog_and_shrinks_back_after_the_keepalive(
         hostname,
         "--config",
         unique_name("p"),
+        "--create-config",
         broker_url=redis_url,
     )
     assert row(hostname).pool_size == 1  # type: ignore[union-attr]
@@ -216,6 +217,7 @@ def test_a_solo_worker_running_a_long_task_keeps_its_heartbeat_and_answers_a_pau
         hostname,
         "--config",
         unique_name("p"),
+        "--create-config",
         broker_url=redis_url,
     )
     long_task = tasks.sleep.apply_async((5,), queue=queue)
@@ -270,6 +272,7 @@ def test_admin_actions_grow_a_worker_record_the_outcome_and_a_warm_shutdown_says
         hostname,
         "--config",
         unique_name("p"),
+        "--create-config",
         broker_url=redis_url,
     )
     client = admin_client()
@@ -345,7 +348,14 @@ def test_a_worker_whose_heartbeat_is_three_intervals_old_shows_as_stale() -> Non
 def test_warm_shutdown_by_signal_also_marks_the_worker_stopped(worker_factory, redis_url) -> None:
     hostname = unique_name("sig")
     worker = worker_factory(
-        "-Q", unique_queue(), "-n", hostname, "--config", unique_name("p"), broker_url=redis_url
+        "-Q",
+        unique_queue(),
+        "-n",
+        hostname,
+        "--config",
+        unique_name("p"),
+        "--create-config",
+        broker_url=redis_url,
     )
     worker.signal(signal.SIGTERM)
     assert worker.wait() == 0
@@ -360,7 +370,7 @@ def test_admin_actions_on_two_workers_at_once_pause_resume_shrink_and_restart_bo
     hostnames = [unique_name("pair"), unique_name("pair")]
     for hostname in hostnames:
         worker_factory(
-            "-c", "2", "-Q", queue, "-n", hostname, "--config", unique_name("p"),
+            "-c", "2", "-Q", queue, "-n", hostname, "--config", unique_name("p"), "--create-config",
             broker_url=redis_url, wait_ready=False,
         )  # fmt: skip
     for hostname in hostnames:
@@ -407,7 +417,7 @@ def test_restarting_a_prefork_pool_starts_the_process_again_with_a_clean_fork_se
     queue, hostname = unique_queue(), unique_name("fresh")
     worker = worker_factory(
         "--pool", "prefork", "-c", "1", "-Q", queue, "-n", hostname,
-        "--config", unique_name("p"), broker_url=redis_url,
+        "--config", unique_name("p"), "--create-config", broker_url=redis_url,
     )  # fmt: skip
     assert worker.process is not None
     first_child = tasks.whoami.apply_async(queue=queue).get(timeout=20)["pid"]

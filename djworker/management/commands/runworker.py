@@ -27,6 +27,12 @@ def _arg(parse: Callable[..., Any], flag: str) -> Callable[[str], Any]:
     return convert
 
 
+def _option(field: str) -> Callable[[str], Any]:
+    """The parser of ``conf.OPTIONS``' entry for ``field``: one rule for every layer."""
+    option = conf.OPTIONS_BY_FIELD[field]
+    return _arg(option.parse, option.cli_flag)
+
+
 class Command(BaseCommand):
     help = "Run a djworker worker: consume the queues and run tasks in the chosen pool."
 
@@ -34,7 +40,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "-P",
             "--pool",
-            type=_arg(conf.parse_pool, "--pool"),
+            type=_option("pool"),
             help="solo, threads, prefork (alias processes), gevent, eventlet, custom, or a "
             "module.path:Class (default: threads)",
         )
@@ -46,42 +52,53 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--autoscale",
-            type=_arg(conf.parse_autoscale, "--autoscale"),
+            type=_option("autoscale"),
             metavar="MIN,MAX",
             help="let the pool size follow demand between two bounds, in either order: 1,3",
         )
         parser.add_argument(
             "--autoscale-keepalive",
             dest="autoscale_keepalive_s",
-            type=_arg(conf.parse_seconds, "--autoscale-keepalive"),
+            type=_option("autoscale_keepalive_s"),
             metavar="SECONDS",
             help="seconds without need before an autoscaled pool shrinks (default: 30)",
         )
         parser.add_argument(
             "--config",
             dest="config_name",
-            default="default",
-            type=_arg(conf.parse_text, "--config"),
+            default=conf.DEFAULT_PROFILE,
+            type=_arg(conf.parse_profile_name, "--config"),
             metavar="NAME",
-            help="the pool settings profile (admin) to follow live; created with the "
-            "defaults if missing (default: default)",
+            help="the pool settings profile (admin) to follow live; it must exist, except "
+            f"{conf.DEFAULT_PROFILE!r}, which is created if missing (default: "
+            f"{conf.DEFAULT_PROFILE})",
+        )
+        parser.add_argument(
+            "--create-config",
+            action="store_true",
+            help="create the --config profile with the defaults if it does not exist",
         )
         parser.add_argument(
             "-Q",
             "--queues",
-            type=_arg(conf.parse_queues, "--queues"),
+            type=_option("queues"),
             help="comma-separated queues to consume (default: default)",
         )
-        parser.add_argument("-n", "--hostname", type=_arg(conf.parse_text, "--hostname"))
+        parser.add_argument(
+            "-n",
+            "--hostname",
+            type=_option("hostname"),
+            help="the worker's name, unique among running workers (default: djworker.PID@HOST)",
+        )
         parser.add_argument(
             "-l",
             "--loglevel",
-            type=_arg(conf.parse_loglevel, "--loglevel"),
+            type=_option("loglevel"),
             help=f"one of {', '.join(conf.LOG_LEVELS)} (default: INFO)",
         )
         parser.add_argument(
             "--prefetch-multiplier",
-            type=_arg(conf.parse_multiplier, "--prefetch-multiplier"),
+            type=_option("prefetch_multiplier"),
             help="messages reserved per pool slot; 0 means no limit (default: 4)",
         )
         parser.add_argument(
@@ -92,7 +109,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--max-memory-per-child",
             dest="max_memory_per_child_kib",
-            type=_arg(conf.parse_size_kib, "--max-memory-per-child"),
+            type=_option("max_memory_per_child_kib"),
             metavar="SIZE",
             help="replace a pool process whose resident memory exceeds SIZE after its task: "
             "KiB, or a size such as 200MB (prefork)",
@@ -100,14 +117,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--time-limit",
             dest="time_limit_s",
-            type=_arg(conf.parse_seconds, "--time-limit"),
+            type=_option("time_limit_s"),
             metavar="SECONDS",
             help="hard time limit for every task",
         )
         parser.add_argument(
             "--soft-time-limit",
             dest="soft_time_limit_s",
-            type=_arg(conf.parse_seconds, "--soft-time-limit"),
+            type=_option("soft_time_limit_s"),
             metavar="SECONDS",
             help="soft time limit: raises SoftTimeLimitExceeded inside the task",
         )
@@ -122,7 +139,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--broker",
             dest="broker_url",
-            type=_arg(conf.parse_text, "--broker"),
+            type=_option("broker_url"),
             help="broker URL, overriding settings.DJWORKER['BROKER_URL']",
         )
 
@@ -135,7 +152,7 @@ class Command(BaseCommand):
         cli = {field: options.get(field) for field in conf.OPTIONS_BY_FIELD}
         name = options["config_name"]
         try:
-            admin = profile_settings(name)
+            admin = profile_settings(name, create=options["create_config"])
             connections.close_all()
             config = conf.load_config(cli=cli, admin=admin, config_name=name)
             configure_logging(config.loglevel)

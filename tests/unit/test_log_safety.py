@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from djworker.concurrency.solo import SoloPool
+from djworker.concurrency.threads import ThreadPool
+from djworker.log_safety import escape_control, get_logger
+from djworker.task_definition import registry, task
+from djworker.worker import describe_limits, unenforced_task_limits
+
+
+def test_control_characters_are_escaped_and_other_text_is_kept() -> None:
+    assert escape_control("a\nb\r\tc\x1b[31mé\u2028") == "a\\nb\\r\\tc\\x1b[31mé\\x2028"
+
+
+def test_a_djworker_logger_escapes_string_and_exception_arguments(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    logger = get_logger("djworker.test_log_safety")
+    with caplog.at_level(logging.INFO, logger="djworker.test_log_safety"):
+        logger.info("task=%s error=%s n=%d", "t\nFORGED", ValueError("x\ny"), 3)
+    assert caplog.records[-1].getMessage() == "task=t\\nFORGED error=x\\ny n=3"
+
+
+def test_the_banner_says_which_limits_a_pool_enforces() -> None:
+    assert describe_limits(ThreadPool(size=1, on_outcome=print)) == (
+        "this pool enforces soft time limit; not hard time limit, max tasks/memory per child"
+    )
+
+
+def test_tasks_with_a_time_limit_the_pool_cannot_enforce_are_named() -> None:
+    @task(name="tests.limited", time_limit=5)
+    def limited() -> None: ...
+
+    try:
+        warnings = unenforced_task_limits(SoloPool(size=1, on_outcome=print))
+    finally:
+        del registry["tests.limited"]
+    assert warnings == [
+        "the solo pool does not enforce time_limit, set by tests.limited: those tasks run "
+        "without it"
+    ]
