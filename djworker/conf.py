@@ -181,7 +181,7 @@ def parse_delivery_cap(value: Any, *, name: str) -> int:
         number = int(value)
         if isinstance(value, float) and number != value:
             raise ValueError
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         number = -1
     if number < 0 or isinstance(value, bool):
         raise ConfigurationError(

@@ -17,18 +17,18 @@ where the queue has a dead-letter exchange and every other broker drops.
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 
 from djworker import result_store
 from djworker.conf import WorkerSettings
 from djworker.exceptions import DeliveryLimitExceeded
 from djworker.job import Job, Outcome, OutcomeKind
+from djworker.log_safety import get_logger
 
 if TYPE_CHECKING:
     from djworker.task_definition import Task
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 def cap_for(task: Task[Any, Any], config: WorkerSettings) -> tuple[int, str]:

@@ -31,6 +31,7 @@ BAD: dict[str, list[str]] = {
     "max_memory_per_child_kib": ["lots", "200XB", "-5"],
     "time_limit_s": ["0", "-2", "nan", "inf", "-inf", "1e12", "abc"],
     "soft_time_limit_s": ["0", "nan", "inf"],
+    "max_deliveries": ["-1", "x", "1.5", "inf"],
     "broker_url": ["nonsense://x", "redis://a;amqp://b", "no-scheme", "redis://h:99999/0", " "],
 }
 

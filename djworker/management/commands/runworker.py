@@ -130,7 +130,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--max-deliveries",
-            type=_arg(conf.parse_delivery_cap, "--max-deliveries"),
+            type=_option("max_deliveries"),
             metavar="N",
             help="fail a message once N of its deliveries started without finishing (its "
             "process died); 0 means no cap (default: "
