@@ -2,7 +2,8 @@
 
 With no environment at all it runs on SQLite and the ``django://`` broker, so a newcomer needs no
 other service. ``DATABASE_URL`` and ``DJWORKER_BROKER_URL`` switch to PostgreSQL, Redis or
-RabbitMQ, e.g. ``DATABASE_URL=postgres://postgres@127.0.0.1:5432/djworker``.
+RabbitMQ, e.g. ``DATABASE_URL=postgres://postgres@127.0.0.1:5432/djworker``. ``DEBUG`` is off
+unless ``DJANGO_DEBUG=true``.
 """
 
 from __future__ import annotations
@@ -14,12 +15,16 @@ import environ
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env(
-    DJANGO_DEBUG=(bool, True),
+    # Off unless asked for: Django's debug pages show settings and local variables.
+    DJANGO_DEBUG=(bool, False),
     CONN_MAX_AGE=(int, 0),
 )
 
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="example-project-not-secret")
 DEBUG = env("DJANGO_DEBUG")
+# Error pages (with DEBUG on) and error e-mails hide the password inside any URL, such as
+# DJWORKER["BROKER_URL"], as well as the settings Django hides by name.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "djworker.error_reports.ExceptionReporterFilter"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
 
 INSTALLED_APPS = [

@@ -152,3 +152,18 @@ def test_a_newline_in_an_exception_message_cannot_forge_a_log_line(
     assert not any(line.startswith(forged) for line in lines), worker.output
     assert "\x1b" not in worker.output
     assert any("boom\\n[2026-01-01" in line for line in lines), worker.output
+
+
+def test_every_password_of_a_failover_url_is_hidden_in_the_banner_and_the_worker_row(
+    worker_factory, amqp_url
+) -> None:  # type: ignore[no-untyped-def]
+    from djworker.models import Worker
+
+    second = amqp_url.replace("guest:guest@", "guest:second-secret@")
+    hostname = f"failover-{uuid.uuid4().hex[:8]}"
+    worker = worker_factory("-Q", unique_queue(), "-n", hostname, broker_url=f"{amqp_url};{second}")
+    row = Worker.objects.get(hostname=hostname)
+    shown = dict((field, value) for field, value, _ in row.settings)["broker_url"]
+    assert shown.count("guest:***@") == 2, shown
+    assert "second-secret" not in worker.output and "second-secret" not in str(row.settings)
+    assert "guest:guest@" not in worker.output
