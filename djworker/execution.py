@@ -61,7 +61,10 @@ def _execute(job: Job, guard: LimitGuard) -> Outcome:
     tracked = not task.ignore_result or job.redelivered
     if tracked:
         deliveries = result_store.record_started(
-            envelope, hostname=job.hostname, started_at=started_at, redelivered=job.redelivered
+            envelope,
+            hostname=job.hostname,
+            started_at=started_at,
+            uncounted_before=task.ignore_result and job.redelivered,
         )
         if delivery_cap.over(job, deliveries):
             return delivery_cap.fail(job, deliveries, ran=False)

@@ -10,7 +10,8 @@ from datetime import datetime
 from typing import Any, cast
 
 from django.db import connections
-from django.db.models import F
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
@@ -61,14 +62,19 @@ def _write(envelope: dict[str, Any], **fields: Any) -> None:
         TaskResult.objects.filter(id=envelope["id"]).update(**fields)
 
 
-def _update_counting(task_id: str, fields: dict[str, Any]) -> int | None:
+def _update_counting(task_id: str, fields: dict[str, Any], *, at_least: int = 1) -> int | None:
     """Update the row and count one more run in the same statement; the new ``deliveries``.
+
+    ``at_least``: the count this run has at the minimum, whatever the row said.
 
     ``UPDATE ... RETURNING`` on PostgreSQL and SQLite, so counting costs no extra round trip;
     elsewhere a second query reads the count back. None if there is no row.
     """
     rows = TaskResult.objects.filter(id=task_id)
-    counted = {**fields, "attempts": F("attempts") + 1, "deliveries": F("deliveries") + 1}
+    deliveries: Any = F("deliveries") + 1
+    if at_least > 1:
+        deliveries = Greatest(deliveries, Value(at_least))
+    counted = {**fields, "attempts": F("attempts") + 1, "deliveries": deliveries}
     connection = connections[rows.db]
     if connection.vendor not in ("postgresql", "sqlite"):
         if not rows.update(**counted):
@@ -85,14 +91,14 @@ def _update_counting(task_id: str, fields: dict[str, Any]) -> int | None:
 
 
 def record_started(
-    envelope: dict[str, Any], *, hostname: str, started_at: datetime, redelivered: bool = False
+    envelope: dict[str, Any], *, hostname: str, started_at: datetime, uncounted_before: bool = False
 ) -> int:
     """Mark the row RUNNING and count the run; returns how many runs this message started.
 
     ``attempts`` counts every run of the task, ``deliveries`` those of this message (a retry
-    is a new message and starts again from 1). A row this worker inserts itself (the publisher
-    wrote none, as for ``ignore_result``) starts at 2 when the broker says the message was
-    delivered before.
+    is a new message and starts again from 1). ``uncounted_before``: an earlier delivery may
+    have run without being counted (an ``ignore_result`` task writes nothing on its first), and
+    the broker says there was one, so this run is at least the second.
     """
     fields = {
         "status": TaskStatus.RUNNING,
@@ -102,10 +108,10 @@ def record_started(
     }
     # The final write of the run follows, so this one need not wait for the disk.
     with relaxed_commit():
-        deliveries = _update_counting(envelope["id"], fields)
+        first = 2 if uncounted_before else 1
+        deliveries = _update_counting(envelope["id"], fields, at_least=first)
         if deliveries is not None:
             return deliveries
-        first = 2 if redelivered else 1
         created = TaskResult.objects.bulk_create(
             [_row_from(envelope, **fields, attempts=envelope["attempt"] + first, deliveries=first)],
             ignore_conflicts=True,
@@ -113,7 +119,7 @@ def record_started(
         if created and created[0].pk is not None:
             return first
         # Lost a race with the publisher's insert: count over its READY row.
-        return _update_counting(envelope["id"], fields) or first
+        return _update_counting(envelope["id"], fields, at_least=first) or first
 
 
 def record_success(

@@ -40,10 +40,11 @@ def broker_url(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue(f"{request.param}_url"))
 
 
-def publish_killer_then_good_task(queue: str) -> tuple[str, str]:
+def publish_killer_then_good_task(queue: str, *, quietly: bool = False) -> tuple[str, str]:
     from tests.taskapp import fault_tasks
 
-    killer = fault_tasks.kill_own_process.apply_async(("killer",), queue=queue, priority=9)
+    task = fault_tasks.kill_own_process_quietly if quietly else fault_tasks.kill_own_process
+    killer = task.apply_async(("killer",), queue=queue, priority=9)
     good = fault_tasks.run.apply_async(("good",), queue=queue, priority=0)
     return killer.id, good.id
 
@@ -147,4 +148,25 @@ def test_a_task_that_kills_its_worker_is_failed_by_a_later_start_after_its_cap(
         )
     assert starts == CAP + 1  # CAP starts died running it; the next one failed it
     assert worker.process.poll() is None, worker.output
+    assert_failed_for_its_cap_and_gone(broker, queue, killer, execution_log, worker)
+
+
+def test_a_self_killing_task_without_a_result_row_is_counted_from_its_first_redelivery(
+    broker_url: str,
+    use_broker: Callable[..., Broker],
+    worker_factory: Callable[..., WorkerProcess],
+    execution_log: ExecutionLog,
+) -> None:
+    broker = use_broker(broker_url)
+    queue = unique_queue()
+    killer, _ = publish_killer_then_good_task(queue, quietly=True)
+    assert not TaskResult.objects.filter(id=killer).exists()  # ignore_result: no row published
+    worker = worker_factory(
+        *("--pool", "prefork", "-c", "1", "--prefetch-multiplier", "1", "-Q", queue),
+        broker_url=broker_url,
+        env=worker_env(execution_log),
+    )
+    wait_for(lambda: failed(killer), timeout_s=60, what="the self-killing task to be FAILED")
+    # The broker's redelivered flag made the second delivery write a row that starts at 2.
+    assert TaskResult.objects.get(id=killer).deliveries == CAP
     assert_failed_for_its_cap_and_gone(broker, queue, killer, execution_log, worker)

@@ -26,9 +26,9 @@ def envelope_for(task_id: str, attempt: int = 0) -> dict[str, object]:
     )
 
 
-def start(envelope: dict[str, object], *, redelivered: bool = False) -> int:
+def start(envelope: dict[str, object], *, uncounted_before: bool = False) -> int:
     return result_store.record_started(
-        envelope, hostname="w", started_at=timezone.now(), redelivered=redelivered
+        envelope, hostname="w", started_at=timezone.now(), uncounted_before=uncounted_before
     )
 
 
@@ -57,10 +57,17 @@ def test_a_retry_is_a_new_message_whose_deliveries_count_from_one_again() -> Non
     assert (row.attempts, row.deliveries) == (3, 1)
 
 
-def test_a_row_the_worker_inserts_counts_an_earlier_delivery_the_broker_reports() -> None:
+def test_a_redelivery_whose_earlier_run_was_not_counted_counts_at_least_two() -> None:
     assert start(envelope_for("d-3")) == 1
-    assert start(envelope_for("d-4"), redelivered=True) == 2
+    assert start(envelope_for("d-4"), uncounted_before=True) == 2  # the worker inserts the row
     assert TaskResult.objects.get(id="d-4").deliveries == 2
+    # A row written when the uncounted run was lost (READY, 0 deliveries), then counted on.
+    lost = envelope_for("d-8")
+    result_store.record_failure(
+        lost, exception_class="WorkerLost", exception_message="died", will_retry=True
+    )
+    assert start(lost, uncounted_before=True) == 2
+    assert start(lost, uncounted_before=True) == 3
 
 
 def job_for(task_id: str, cap: int) -> Job:
