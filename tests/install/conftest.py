@@ -55,6 +55,16 @@ def run(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[str
     return done  # type: ignore[no-any-return]
 
 
+def constraints() -> list[str]:
+    """``-c FILE`` when ``DJWORKER_INSTALL_CONSTRAINTS`` names a pip constraints file.
+
+    With a file pinning each dependency to the lowest version pyproject allows, the same suite
+    checks that those versions really work.
+    """
+    path = os.environ.get("DJWORKER_INSTALL_CONSTRAINTS", "")
+    return ["-c", path] if path else []
+
+
 @pytest.fixture(scope="session")
 def djworker_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A wheel of the checkout, built once (the build backend comes from PyPI or pip's cache)."""
@@ -77,7 +87,7 @@ def installed(
             run([sys.executable, "-m", "venv", str(path)])
             venv = Venv(path, extras)
             spec = f"{djworker_wheel}[{extras}]" if extras else str(djworker_wheel)
-            venv.pip("install", "-q", spec)
+            venv.pip("install", "-q", *constraints(), spec)
             venvs[extras] = venv
         return venvs[extras]
 

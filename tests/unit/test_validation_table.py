@@ -40,6 +40,13 @@ BAD_CLI_ONLY: dict[str, list[str]] = {
     "--config": ["c" * 150, "<script>", "a b", "é"],
 }
 
+#: settings-only keys -> bad values (settings keep their Python types)
+BAD_SETTINGS_ONLY: dict[str, list[Any]] = {
+    "BROKER_TRANSPORT_OPTIONS": ["visibility_timeout=-1", [("visibility_timeout", 1)]],
+    "MAX_CONCURRENCY": [0, -1, "10", 2**31, True, float("inf")],
+    "CUSTOM_POOLS": ["pkg.mod:Pool", ["not a path"], [1]],
+}
+
 #: transport option -> a bad value (in settings, values keep their Python type)
 BAD_TRANSPORT: dict[str, Any] = {
     "visibility_timeout": -1,
@@ -73,6 +80,7 @@ BAD_TRANSPORT: dict[str, Any] = {
 
 def test_every_option_has_bad_values_in_this_table() -> None:
     assert set(BAD) == set(conf.OPTIONS_BY_FIELD)
+    assert set(BAD_SETTINGS_ONLY) == conf.SETTINGS_ONLY_KEYS
     assert set(BAD_TRANSPORT) == set(TRANSPORT_OPTIONS)
 
 
@@ -104,6 +112,18 @@ def test_a_bad_environment_value_is_refused_in_one_line_naming_the_variable(
     with pytest.raises(ConfigurationError) as info:
         conf.read_env({option.env_var: value})
     one_line(str(info.value), naming=option.env_var)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [(key, value) for key, values in BAD_SETTINGS_ONLY.items() for value in values],
+)
+def test_a_bad_settings_only_value_is_refused_in_one_line_naming_the_key(
+    key: str, value: Any
+) -> None:
+    with pytest.raises(conf.SettingsError) as info:
+        conf.read_settings({key: value})
+    one_line(str(info.value), naming=f"settings.DJWORKER[{key!r}]")
 
 
 def parse_cli(*args: str) -> Any:
