@@ -180,6 +180,7 @@ TRANSPORT_OPTIONS: dict[str, str] = {
     "retry_on_timeout": "bool",
     "client_name": "text",
     "unacked_restore_limit": "count",
+    "unacked_restore_throttle": "count",
     "fanout_prefix": "bool",
     "fanout_patterns": "bool",
     # amqp

@@ -69,6 +69,7 @@ BAD_TRANSPORT: dict[str, Any] = {
     "retry_on_timeout": 1,
     "client_name": None,
     "unacked_restore_limit": 2**40,
+    "unacked_restore_throttle": 0,
     "fanout_prefix": "true",
     "fanout_patterns": 0,
     "confirm_publish": "no",
