@@ -91,7 +91,9 @@ def test_a_worker_refuses_a_grow_or_a_profile_above_the_maximum_and_keeps_its_he
 
 
 def test_runworker_refuses_a_concurrency_above_the_maximum_in_one_line() -> None:
-    result = run_command("--pool", "threads", "-c", "1001", "--config", unique_name("p"))
+    result = run_command(
+        "--pool", "threads", "-c", "1001", "--config", unique_name("p"), "--create-config"
+    )
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert last == (
@@ -106,7 +108,7 @@ def test_a_prefetch_count_above_what_amqp_can_carry_is_capped_and_tasks_still_ru
     queue = unique_queue()
     worker_factory(
         "-c", "1", "--prefetch-multiplier", "70000", "-Q", queue, "-n", unique_name("pf"),
-        "--config", unique_name("p"), broker_url=amqp_url,
+        "--config", unique_name("p"), "--create-config", broker_url=amqp_url,
     )  # fmt: skip
     assert tasks.add.apply_async((4, 4), queue=queue).get(timeout=15) == 8
 
