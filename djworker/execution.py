@@ -60,7 +60,7 @@ def _execute(job: Job, guard: LimitGuard) -> Outcome:
     # has no row to count in, so it gets one only once the broker says the message came back.
     tracked = not task.ignore_result or job.redelivered
     if tracked:
-        deliveries = result_store.record_started(
+        deliveries = task.record_started(
             envelope,
             hostname=job.hostname,
             started_at=started_at,
@@ -79,7 +79,7 @@ def _execute(job: Job, guard: LimitGuard) -> Outcome:
     cpu_start = time.thread_time()
     try:
         with guard(job.limits):
-            value = task.func(*envelope["args"], **envelope["kwargs"])
+            value = task.invoke(envelope)
         _ensure_json_result(value, task)
     except (Exception, KeyboardInterrupt, SystemExit) as exc:
         timing = {
@@ -90,7 +90,7 @@ def _execute(job: Job, guard: LimitGuard) -> Outcome:
     cpu_time_s = time.thread_time() - cpu_start
     wall_time_s = time.perf_counter() - wall_start
     if tracked:
-        result_store.record_success(
+        task.record_success(
             envelope,
             value=None if task.ignore_result else value,
             hostname=job.hostname,
@@ -134,8 +134,9 @@ def _on_error(
     will_retry = isinstance(exc, task.autoretry_for) and (
         task.max_retries is None or attempt < task.max_retries
     )
-    result_store.record_failure(
+    task.record_failure(
         envelope,
+        error=exc,
         exception_class=type(exc).__qualname__,
         exception_message=str(exc),
         traceback=trace,
@@ -226,14 +227,17 @@ def lost_outcome(
     requeue = bool(task and task.reject_on_worker_lost and name == WorkerLost.__name__)
     if requeue and delivery_cap.spent(job, deliveries):
         return delivery_cap.fail(job, deliveries, ran=True, exit_status=exit_status)
-    result_store.record_failure(
-        envelope,
-        exception_class=name,
-        exception_message=reason,
-        hostname=job.hostname,
-        exit_status=exit_status,
-        will_retry=requeue,
-    )
+    lost: dict[str, Any] = {
+        "exception_class": name,
+        "exception_message": reason,
+        "hostname": job.hostname,
+        "exit_status": exit_status,
+        "will_retry": requeue,
+    }
+    if task is not None:
+        task.record_failure(envelope, error=None, **lost)
+    else:
+        result_store.record_failure(envelope, **lost)
     logger.error(
         "task=%s id=%s state=%s lost: %s",
         envelope["task"],

@@ -41,9 +41,14 @@ def _row_from(envelope: dict[str, Any], **fields: Any) -> TaskResult:
     )
 
 
-def record_enqueued(envelope: dict[str, Any]) -> bool:
+def unsaved_row(envelope: dict[str, Any], **fields: Any) -> TaskResult:
+    """The READY row a message stands for, not saved: for a reader that finds none stored."""
+    return _row_from(envelope, **fields)
+
+
+def record_enqueued(envelope: dict[str, Any], **fields: Any) -> bool:
     """Insert the READY row for a fresh call (a retry keeps its row). Returns True."""
-    TaskResult.objects.bulk_create([_row_from(envelope)], ignore_conflicts=True)
+    TaskResult.objects.bulk_create([_row_from(envelope, **fields)], ignore_conflicts=True)
     return True
 
 
@@ -91,9 +96,16 @@ def _update_counting(task_id: str, fields: dict[str, Any], *, at_least: int = 1)
 
 
 def record_started(
-    envelope: dict[str, Any], *, hostname: str, started_at: datetime, uncounted_before: bool = False
+    envelope: dict[str, Any],
+    *,
+    hostname: str,
+    started_at: datetime,
+    uncounted_before: bool = False,
+    **extra: Any,
 ) -> int:
     """Mark the row RUNNING and count the run; returns how many runs this message started.
+
+    ``extra`` sets more columns (or other values for these) in the same write.
 
     ``attempts`` counts every run of the task, ``deliveries`` those of this message (a retry
     is a new message and starts again from 1). ``uncounted_before``: an earlier delivery may
@@ -105,6 +117,7 @@ def record_started(
         "worker_hostname": hostname,
         "started_at": started_at,
         "finished_at": None,
+        **extra,
     }
     # The final write of the run follows, so this one need not wait for the disk.
     with relaxed_commit():
@@ -130,20 +143,24 @@ def record_success(
     started_at: datetime | None,
     cpu_time_s: float | None,
     wall_time_s: float | None,
+    **extra: Any,
 ) -> None:
     _write(
         envelope,
-        status=TaskStatus.SUCCESSFUL,
-        result=value,
-        exception_class="",
-        exception_message="",
-        traceback="",
-        exit_status="",  # an earlier run's death is not this run's
-        worker_hostname=hostname,
-        started_at=started_at,
-        finished_at=timezone.now(),
-        cpu_time_s=cpu_time_s,
-        wall_time_s=wall_time_s,
+        **{
+            "status": TaskStatus.SUCCESSFUL,
+            "result": value,
+            "exception_class": "",
+            "exception_message": "",
+            "traceback": "",
+            "exit_status": "",  # an earlier run's death is not this run's
+            "worker_hostname": hostname,
+            "started_at": started_at,
+            "finished_at": timezone.now(),
+            "cpu_time_s": cpu_time_s,
+            "wall_time_s": wall_time_s,
+            **extra,
+        },
     )
 
 
@@ -160,6 +177,7 @@ def record_failure(
     exit_status: str | None = "",
     will_retry: bool = False,
     new_message: bool = False,
+    **extra: Any,
 ) -> None:
     """FAILED, or READY again with the error kept when ``will_retry``.
 
@@ -183,7 +201,7 @@ def record_failure(
         fields["worker_hostname"] = hostname
     if started_at:
         fields["started_at"] = started_at
-    _write(envelope, **fields)
+    _write(envelope, **{**fields, **extra})
 
 
 def run_state(task_id: str) -> tuple[str | None, int]:

@@ -220,6 +220,39 @@ class Task(Generic[P, R]):
         )
         return AsyncResult(envelope["id"])
 
+    # -- how a worker runs and records one run: execution.py calls these, so a task kind with
+    # its own bookkeeping (django.tasks results, see backend_runner.py) overrides them only.
+
+    def invoke(self, envelope: dict[str, Any]) -> Any:
+        """Call the function with the message's arguments; return what it returned."""
+        return self.func(*envelope["args"], **envelope["kwargs"])
+
+    def record_started(
+        self, envelope: dict[str, Any], *, hostname: str, started_at: datetime, **counting: Any
+    ) -> int:
+        """Mark the run RUNNING; how many runs this message started (see the delivery cap).
+
+        ``counting`` goes to ``result_store.record_started`` as is.
+        """
+        from djworker import result_store
+
+        return result_store.record_started(
+            envelope, hostname=hostname, started_at=started_at, **counting
+        )
+
+    def record_success(self, envelope: dict[str, Any], *, value: Any, **fields: Any) -> None:
+        from djworker import result_store
+
+        result_store.record_success(envelope, value=value, **fields)
+
+    def record_failure(
+        self, envelope: dict[str, Any], *, error: BaseException | None, **fields: Any
+    ) -> None:
+        """Record a run that raised ``error`` (None: its slot was lost, see ``lost_outcome``)."""
+        from djworker import result_store
+
+        result_store.record_failure(envelope, **fields)
+
 
 def _check_priority(priority: Any, where: str) -> int:
     if (

@@ -82,6 +82,10 @@ DJWORKER = {
     "BROKER_TRANSPORT_OPTIONS": env.json("DJWORKER_BROKER_TRANSPORT_OPTIONS", default={}),
 }
 
+# Django's Tasks framework (django.tasks on Django 6, the django-tasks backport on 5.2:
+# pip install "djworker[tasks]"): djworker's workers run its tasks too.
+TASKS: dict[str, dict[str, object]] = {"default": {"BACKEND": "djworker.backend.WorkerBackend"}}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -29,3 +29,5 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.taskapp"]  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGGING["loggers"]["djworker"]["level"] = env("DJWORKER_LOG_LEVEL", default="INFO")  # type: ignore[index]  # noqa: F405
+# Any queue name: each integration test runs its tasks on queues of its own.
+TASKS = {"default": {"BACKEND": "djworker.backend.WorkerBackend", "QUEUES": []}}

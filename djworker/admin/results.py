@@ -66,6 +66,19 @@ class TaskResultAdmin(admin.ModelAdmin):
                 )
             },
         ),
+        (
+            "django.tasks",
+            {
+                "fields": (
+                    "backend",
+                    "task_priority",
+                    "worker_ids",
+                    "errors",
+                    "last_attempted_at",
+                ),
+                "classes": ("collapse",),
+            },
+        ),
     )
 
     actions = ("terminate",)
@@ -135,7 +148,7 @@ class TaskResultAdmin(admin.ModelAdmin):
 
 
 #: the fields that show what a task was given and gave back, and what replaces them
-PAYLOAD_FIELDS = ("arguments", "result_json", "exception_message", "traceback_block")
+PAYLOAD_FIELDS = ("arguments", "result_json", "exception_message", "traceback_block", "errors")
 
 
 def _without_payload(fields: Any) -> tuple[str, ...]:

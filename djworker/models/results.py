@@ -53,6 +53,28 @@ class TaskResult(models.Model):
     wall_time_s = models.FloatField(
         null=True, blank=True, help_text="Wall seconds of the last run."
     )
+    # Filled for results enqueued through django.tasks (djworker.backend.WorkerBackend).
+    backend = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="The django.tasks backend alias; empty for @djworker.task.",
+    )
+    task_priority = models.SmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="The django.tasks priority (-100..100); priority is the broker level (0..9).",
+    )
+    worker_ids = models.JSONField(
+        default=list, blank=True, help_text="The worker of each run started, in order."
+    )
+    errors = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="One entry per failed run: exception_class_path and traceback.",
+    )
+    last_attempted_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the latest run started (started_at: the first)."
+    )
 
     class Meta:
         verbose_name = "task result"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import time
@@ -9,6 +10,10 @@ import time
 import djworker
 from djworker.exceptions import SoftTimeLimitExceeded
 from tests.taskapp.models import Note
+
+if importlib.util.find_spec("django.tasks") or importlib.util.find_spec("django_tasks"):
+    # django.tasks tasks, run through djworker.backend.WorkerBackend (tests/django_tasks/)
+    from tests.taskapp import framework_tasks  # noqa: F401
 
 
 @djworker.task

@@ -38,7 +38,8 @@ def test_tasks_with_a_time_limit_the_pool_cannot_enforce_are_named() -> None:
         warnings = unenforced_task_limits(SoloPool(size=1, on_outcome=print))
     finally:
         del registry["tests.limited"]
-    assert warnings == [
-        "the solo pool does not enforce time_limit, set by tests.limited: those tasks run "
-        "without it"
-    ]
+    # Other test apps register tasks with limits too: this one must be among those named.
+    [warning] = warnings
+    assert warning.startswith("the solo pool does not enforce time_limit, set by ")
+    assert "tests.limited" in warning
+    assert warning.endswith(": those tasks run without it")

@@ -1,0 +1,184 @@
+"""django.tasks tasks run by real ``runworker`` subprocesses through WorkerBackend.
+
+Threads and prefork pools, on the database the suite runs on: PostgreSQL by default, SQLite
+with ``DATABASE_URL=sqlite:///...`` (see docs/django-tasks.md for the command). The broker is
+``django://`` on that same database.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from djworker.models.results import TaskResult as ResultRow
+from djworker.tasks_framework import TaskResult, TaskResultStatus, task
+from tests.integration.harness import WorkerProcess, unique_queue, wait_for
+from tests.taskapp import framework_tasks as tasks
+from tests.taskapp import tasks as native_tasks
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+POOLS = ["threads", "prefork"]
+
+
+@task
+def only_in_the_test_process() -> None:
+    """Registered here only: workers import tasks.py modules, never this one."""
+
+
+def finished(*results: TaskResult, timeout_s: float = 60) -> None:  # type: ignore[type-arg]
+    def all_done() -> bool:
+        for result in results:
+            result.refresh()
+        return all(r.is_finished for r in results)
+
+    wait_for(all_done, timeout_s=timeout_s, what="the results to finish")
+
+
+def signal_lines(path: Path) -> list[list[str]]:
+    return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_a_worker_runs_django_tasks_next_to_djworker_tasks(
+    worker_factory: Callable[..., WorkerProcess], pool: str, tmp_path: Path
+) -> None:
+    queue = unique_queue("dt")
+    signal_log = tmp_path / "signals.log"
+    worker = worker_factory(
+        "--pool", pool, "-c", "2", "-Q", queue, env={"DJWORKER_TEST_SIGNAL_LOG": str(signal_log)}
+    )
+    on_queue = {"queue_name": queue}
+    meaning = tasks.calculate_meaning_of_life.using(**on_queue).enqueue()
+    added = tasks.add_async.using(**on_queue).enqueue(2, 3)
+    echoed = tasks.echo.using(**on_queue).enqueue(1, [2], key="v")
+    failed = tasks.failing_value_error.using(**on_queue).enqueue("worker side")
+    exited = tasks.failing_system_exit.using(**on_queue).enqueue()
+    context = tasks.context_report.using(**on_queue).enqueue()
+    unknown = only_in_the_test_process.using(**on_queue).enqueue()
+    deferred = tasks.noop.using(run_after=timezone.now() + timedelta(seconds=2), **on_queue)
+    later = deferred.enqueue()
+    native = native_tasks.add.apply_async((20, 22), queue=queue)
+
+    finished(meaning, added, echoed, failed, exited, context, unknown, later)
+    assert native.get(timeout=30) == 42
+
+    assert (meaning.status, meaning.return_value) == (TaskResultStatus.SUCCESSFUL, 42)
+    assert added.return_value == 5
+    assert echoed.return_value == {"args": [1, [2]], "kwargs": {"key": "v"}}
+    hostname = ResultRow.objects.get(id=meaning.id).worker_hostname
+    assert meaning.worker_ids == [hostname] and meaning.attempts == 1
+    assert meaning.enqueued_at <= meaning.started_at <= meaning.finished_at
+    assert meaning.last_attempted_at == meaning.started_at
+
+    assert failed.status == TaskResultStatus.FAILED
+    [error] = failed.errors
+    assert error.exception_class_path == "builtins.ValueError"
+    assert error.traceback.endswith("ValueError: worker side\n")
+    assert [e.exception_class_path for e in exited.errors] == ["builtins.SystemExit"]
+
+    assert context.return_value == {
+        "id": context.id,
+        "attempt": 1,
+        "status": "RUNNING",
+        "worker_ids": [hostname],
+    }
+    # A task the worker does not know is refused, and the worker carries on.
+    assert unknown.status == TaskResultStatus.FAILED
+    assert unknown.errors[0].exception_class_path == "djworker.exceptions.UnknownTask"
+    assert later.started_at >= later.task.run_after
+
+    ran = [meaning, added, echoed, failed, exited, context, later]
+    lines = signal_lines(signal_log)
+    counts = Counter((name, result_id) for name, _, _, result_id, _ in lines)
+    for result in ran:
+        assert counts[("task_started", result.id)] == 1
+        assert counts[("task_finished", result.id)] == 1
+    assert {sender for _, sender, *_ in lines} == {"djworker.backend.WorkerBackend"}
+    finished_status = {rid: status for name, _, status, rid, _ in lines if name == "task_finished"}
+    assert finished_status[meaning.id] == "SUCCESSFUL"
+    assert finished_status[failed.id] == "FAILED"
+    if pool == "prefork":  # sent from the process that ran the task
+        assert {pid for *_, pid in lines} != {str(worker.process.pid)}
+    assert worker.process is not None and worker.process.poll() is None
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_max_retries_runs_a_failing_task_again_and_keeps_every_error(
+    worker_factory: Callable[..., WorkerProcess], pool: str, tmp_path: Path
+) -> None:
+    queue = unique_queue("dt")
+    worker_factory("--pool", pool, "-c", "2", "-Q", queue)
+    result = tasks.fail_until.using(queue_name=queue).enqueue(str(tmp_path), 3)
+    finished(result)
+
+    assert (result.status, result.return_value, result.attempts) == (
+        TaskResultStatus.SUCCESSFUL,
+        3,
+        3,
+    )
+    assert [e.exception_class_path for e in result.errors] == ["builtins.ConnectionError"] * 2
+    assert result.started_at < result.last_attempted_at
+
+
+def test_a_worker_killed_mid_task_leaves_no_result_running(
+    worker_factory: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    queue = unique_queue("dt")
+    # A short lease, so the killed worker's message comes back within the test.
+    env = {"DJWORKER_BROKER_TRANSPORT_OPTIONS": json.dumps({"visibility_timeout": 3})}
+    first = worker_factory("--pool", "threads", "-c", "1", "-Q", queue, env=env)
+    marker = tmp_path / "started"
+    result = tasks.block_until_killed.using(queue_name=queue).enqueue(str(marker))
+    wait_for(marker.exists, timeout_s=30, what="the first run to start")
+    first.stop()  # SIGKILL
+    result.refresh()
+    assert result.status == TaskResultStatus.RUNNING
+    first_start = result.started_at
+
+    worker_factory("--pool", "threads", "-c", "1", "-Q", queue, env=env)
+    finished(result)
+    assert (result.status, result.return_value, result.attempts) == (
+        TaskResultStatus.SUCCESSFUL,
+        2,
+        2,
+    )
+    assert result.started_at == first_start < result.last_attempted_at
+    assert len(result.worker_ids) == 2
+
+
+def test_higher_priorities_run_first_on_one_queue(
+    worker_factory: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    queue = unique_queue("dt")
+    order = tmp_path / "order.txt"
+    calls: list[Any] = []
+    for priority in (-100, 0, 100, -50, 60):
+        on_queue = tasks.record_order.using(queue_name=queue, priority=priority)
+        calls.append(on_queue.enqueue(str(order), str(priority)))
+    worker_factory("--pool", "threads", "-c", "1", "--prefetch-multiplier", "1", "-Q", queue)
+    finished(*calls)
+    assert order.read_text().split() == ["100", "60", "0", "-50", "-100"]
+
+
+def test_a_time_limit_given_to_the_decorator_stops_the_task(
+    worker_factory: Callable[..., WorkerProcess],
+) -> None:
+    queue = unique_queue("dt")
+    worker = worker_factory("--pool", "prefork", "-c", "1", "-Q", queue)
+    stopped = tasks.sleep_past_limit.using(queue_name=queue).enqueue(60)
+    after = tasks.calculate_meaning_of_life.using(queue_name=queue).enqueue()
+    finished(stopped, after)
+    assert stopped.status == TaskResultStatus.FAILED
+    assert [e.exception_class_path for e in stopped.errors] == [
+        "djworker.exceptions.TimeLimitExceeded"
+    ]
+    assert after.return_value == 42
+    assert worker.process is not None and worker.process.poll() is None
