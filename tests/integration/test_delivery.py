@@ -156,12 +156,18 @@ def test_bad_messages_are_rejected_with_a_reason_and_the_worker_carries_on(
     assert out.count("is not registered") == worker.output.count("is not registered") == 1
 
 
-def test_autoretry_retries_with_backoff_until_it_succeeds(worker_factory, broker) -> None:
+def test_autoretry_retries_with_backoff_until_it_succeeds_each_retry_a_new_message_for_the_cap(
+    worker_factory, broker
+) -> None:
     queue = unique_queue()
-    start_worker(worker_factory, broker, "--pool", "threads", "-c", "2", "-Q", queue)
+    # One run per message: the retries still run, as each is a new message with its own count.
+    start_worker(
+        worker_factory, broker, "--pool", "threads", "-c", "2", "-Q", queue, "--max-deliveries", "1"
+    )
     result = tasks.fail_twice_then_succeed.apply_async(("retry-key",), queue=queue)
     assert result.get(timeout=30) == "ok"
-    assert TaskResult.objects.get(id=result.id).attempts == 3
+    row = TaskResult.objects.get(id=result.id)
+    assert (row.attempts, row.deliveries) == (3, 1)
 
 
 def test_autoretry_gives_up_after_max_retries(worker_factory, broker) -> None:
