@@ -23,11 +23,13 @@ from kombu.message import Message
 
 from djworker import delivery_cap, message, result_store
 from djworker.broker import Broker, redact_url
+from djworker.calls import RunningCalls
 from djworker.concurrency.base import BasePool
 from djworker.conf import WorkerSettings
 from djworker.exceptions import ConfigurationError, InvalidMessage, TaskExpired, UnknownTask
 from djworker.job import Job, Limits, Outcome, OutcomeKind
 from djworker.log_safety import get_logger
+from djworker.stalls import StallWatch
 from djworker.task_definition import Task, get_task
 
 logger = get_logger(__name__)
@@ -51,6 +53,11 @@ class Delivery:
     #: its connection was lost: the broker delivers it again, so it is neither acked nor retried
     orphaned: bool = False
 
+    @property
+    def call(self) -> tuple[str, int]:
+        """The call this message carries: a redelivery has the same, a retry the next attempt."""
+        return (str(self.envelope["id"]), int(self.envelope["attempt"]))
+
 
 class _StopConnecting(Exception):
     """Raised inside kombu's connection retries to abandon them when the worker is stopping."""
@@ -71,9 +78,13 @@ class Consumer:
         self.queues = list(config.queues)
         self._deliveries: dict[int, Delivery] = {}
         self._held: list[tuple[datetime, int]] = []  # (eta, token), soonest first
+        self._calls = RunningCalls()
+        self.stalls = StallWatch(self)
         self._tokens = itertools.count(1)
         self._prefetch = -1
         self.consuming = False
+        #: warm shutdown under way: nothing new is handed to the pool
+        self.stopping = False
         self.connection: kombu.Connection | None = None
         self._kombu_consumer: kombu.Consumer | None = None
         self.processed = 0
@@ -134,19 +145,47 @@ class Consumer:
             *self.connection.recoverable_channel_errors,
         )
 
-    def reconnect(self, should_stop: Callable[[], bool] = lambda: False) -> bool:
-        """Start over on a new connection after the old one was lost.
+    def connection_lost(self) -> None:
+        """Drop what the lost connection delivered and no slot has started.
 
-        What the old connection delivered is orphaned: the broker delivers it again (at once
-        on RabbitMQ and ``django://``'s close, after the visibility timeout on Redis), so tasks
-        still running finish without being acknowledged, and messages held for an ETA are
-        dropped here.
+        The broker delivers those messages again (at once on RabbitMQ and ``django://``'s
+        close, after the visibility timeout on Redis), so they must not start here as well:
+        messages held for an ETA, waiting in the pool's queue, or parked behind a run of the
+        same call are dropped without an ack. Tasks already running finish; their outcome is
+        recorded but not acknowledged (``Delivery.orphaned``). A message acknowledged when it
+        was handed to the pool (``acks_late=False``) is no longer the broker's: it still runs.
+        Called as soon as the loss is noticed, before any pause, so that no slot takes one
+        of these jobs in between.
         """
+        unacked = [
+            token
+            for token, delivery in self._deliveries.items()
+            if not delivery.orphaned and not delivery.acked
+        ]
         for delivery in self._deliveries.values():
             delivery.orphaned = True
-        for _, token in self._held:
-            self._deliveries.pop(token, None)
+        dropped = [job.token for job in self.pool.withdraw(unacked)]
+        dropped.extend(token for _, token in self._held)
         self._held.clear()
+        dropped.extend(self._calls.unpark_all())
+        ids = []
+        for token in dropped:
+            gone = self._deliveries.pop(token, None)
+            if gone is None:
+                continue
+            ids.append(gone.envelope["id"])
+            self._calls.finish(gone.call, token)
+        if ids:
+            logger.warning(
+                "dropped %d received message(s) not started when the broker connection was "
+                "lost; the broker delivers them again: ids=%s",
+                len(ids),
+                ",".join(ids),
+            )
+
+    def reconnect(self, should_stop: Callable[[], bool] = lambda: False) -> bool:
+        """Start over on a new connection after the old one was lost (see ``connection_lost``)."""
+        self.connection_lost()
         self._kombu_consumer = None
         self._prefetch = -1
         self.consuming = False
@@ -261,6 +300,7 @@ class Consumer:
         self.run_actions()
         self.drain_outcomes()
         self._release_due()
+        self.stalls.check()
         if not self.consuming or self._saturated():
             # No new message can arrive; wake as soon as a running task finishes.
             self.drain_outcomes(block_s=BUSY_WAIT_S * 10 if self.in_flight else IDLE_WAIT_S)
@@ -292,10 +332,20 @@ class Consumer:
         if delivery is None:
             logger.warning("id=%s outcome for an unknown delivery; ignored", outcome.task_id)
             return
+        waiting = self._calls.finish(delivery.call, outcome.token)
         self.processed += 1
         if outcome.kind in (OutcomeKind.FAILED, OutcomeKind.LOST) and not outcome.requeue:
             self.failed += 1
-        if delivery.orphaned:
+        try:
+            self._answer(delivery, outcome)
+        finally:
+            self._release_parked(waiting, delivery, outcome)
+
+    def _answer(self, delivery: Delivery, outcome: Outcome) -> None:
+        """Acknowledge, hand back or retry the message of a finished run."""
+        if delivery.orphaned and not delivery.acked:
+            # Its connection is gone and the broker delivers it again: acking it on the dead
+            # channel could only fail, and a retry published now would run it twice.
             return
         if outcome.kind is OutcomeKind.RETRY and outcome.retry_envelope is not None:
             try:
@@ -312,6 +362,39 @@ class Consumer:
             delivery.message.reject()  # for good: dead-lettered where the queue has a DLX
         elif not delivery.acked:
             delivery.message.ack()
+
+    def _release_parked(self, waiting: list[int], first: Delivery, outcome: Outcome) -> None:
+        """Settle the redeliveries that waited for the run of ``first``.
+
+        Settled on a live connection (acknowledged, handed back, or its retry published), or
+        finished for good, the call needs no further run: its redeliveries are acknowledged.
+        Otherwise (its connection was lost before a retry or a hand-back went out) the first
+        redelivery runs now, and any others wait for it in turn.
+        """
+        if not waiting:
+            return
+        finished = outcome.kind in (OutcomeKind.SUCCEEDED, OutcomeKind.FAILED) and not (
+            outcome.requeue
+        )
+        if finished or not first.orphaned or first.acked:
+            for redelivery in waiting:
+                delivery = self._deliveries.pop(redelivery)
+                logger.info(
+                    "task=%s id=%s was delivered again while it ran here; acknowledged "
+                    "without a second run",
+                    delivery.envelope["task"],
+                    delivery.envelope["id"],
+                )
+                delivery.message.ack()
+            return
+        if self.stopping:
+            for redelivery in waiting:
+                self._give_back(self._deliveries.pop(redelivery))
+            return
+        rerun, *rest = waiting
+        self._calls.park(rerun, rest)
+        delivery = self._deliveries[rerun]
+        self._dispatch(rerun, get_task(delivery.envelope["task"]))
 
     def _give_back(self, delivery: Delivery) -> None:
         """Return a message to its queue; one acknowledged early is published again."""
@@ -384,6 +467,16 @@ class Consumer:
             del self._deliveries[token]
             delivery.message.ack()
             return
+        if self._calls.claim(delivery.call, token) is not None:
+            # A redelivery (a visibility timeout ran out, or the connection was replaced) of
+            # a call this worker still runs: it waits for that run's outcome.
+            logger.warning(
+                "task=%s id=%s delivered again while it still runs here; it waits for that "
+                "run instead of running beside it",
+                task.name,
+                envelope["id"],
+            )
+            return
         if not task.acks_late:
             delivery.message.ack()
             delivery.acked = True
@@ -413,7 +506,12 @@ class Consumer:
     # -- shutdown -----------------------------------------------------------------------------
 
     def give_back_unstarted(self, jobs: list[Job]) -> None:
-        """Hand back jobs a stopping pool never started, and messages held for an ETA."""
+        """Hand back jobs a stopping pool never started, and messages held for an ETA.
+
+        Redeliveries parked behind a running call wait for its outcome, and are then
+        acknowledged or handed back, never started.
+        """
+        self.stopping = True
         for job in jobs:
             delivery = self._deliveries.pop(job.token, None)
             if delivery is not None:

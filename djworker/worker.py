@@ -210,6 +210,9 @@ class Worker:
                 try:
                     self.consumer.loop_once()
                 except self.consumer.recoverable_errors as exc:
+                    # At once, not after the pause: a slot freed meanwhile must not start
+                    # a message the broker is about to deliver again.
+                    self.consumer.connection_lost()
                     logger.warning(
                         "worker=%s lost the broker connection (%s); reconnecting in %.0fs",
                         self.config.hostname,

@@ -9,6 +9,7 @@ False and the base class refuses those operations with ``NotSupportedByPool``.
 from __future__ import annotations
 
 import threading
+from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -56,6 +57,20 @@ class ExecutorPool(BasePool):
         assert self._executor is not None, "start() the pool first"
         with self._lock:
             self._pending[job.token] = (job, self._executor.submit(self._run, job))
+
+    def withdraw(self, tokens: Collection[int]) -> list[Job]:
+        with self._lock:
+            pending = [self._pending[token] for token in tokens if token in self._pending]
+        # A future that already started cannot be cancelled: that job runs on.
+        withdrawn = [job for job, future in pending if future.cancel()]
+        with self._lock:
+            for job in withdrawn:
+                self._pending.pop(job.token, None)
+        return withdrawn
+
+    def queued(self) -> list[Job]:
+        with self._lock:
+            return [job for job, future in self._pending.values() if not future.running()]
 
     def _run(self, job: Job) -> None:
         with self._lock:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar
 
@@ -153,6 +153,19 @@ class BasePool(ABC):
     @abstractmethod
     def busy(self) -> int:
         """Number of slots running a job now."""
+
+    def withdraw(self, tokens: Collection[int]) -> list[Job]:
+        """Take back the accepted jobs with these tokens that no slot has started; return them.
+
+        Used when the broker connection a job came from is lost: the broker delivers its
+        message again, so it must not start here too. A job a slot has already taken runs on.
+        Pools that keep no jobs waiting (solo) have nothing to take back.
+        """
+        return []
+
+    def queued(self) -> list[Job]:
+        """The accepted jobs waiting for a slot, oldest first (a snapshot, from any thread)."""
+        return []
 
     def info(self) -> dict[str, Any]:
         """A JSON-able picture of the pool for banners, heartbeats and the admin."""

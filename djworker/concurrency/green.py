@@ -19,7 +19,7 @@ from __future__ import annotations
 import collections
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -139,6 +139,19 @@ class GreenPool(BasePool):
     def apply_async(self, job: Job) -> None:
         self._queue.append(job)
         self._fill()
+
+    def withdraw(self, tokens: Collection[int]) -> list[Job]:
+        # Runs on the hub's thread like the slots, so no slot can pop a job meanwhile.
+        wanted = set(tokens)
+        withdrawn = [job for job in self._queue if job.token in wanted]
+        if withdrawn:
+            kept = [job for job in self._queue if job.token not in wanted]
+            self._queue.clear()
+            self._queue.extend(kept)
+        return withdrawn
+
+    def queued(self) -> list[Job]:
+        return list(self._queue)
 
     def _fill(self) -> None:
         """Spawn slots while more jobs wait than idle slots can take, up to the pool size."""

@@ -22,6 +22,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Collection
 from contextlib import AbstractContextManager
 from multiprocessing.connection import wait
 from typing import Any
@@ -174,6 +175,20 @@ class PreforkPool(BasePool):
         with self._lock:
             self._pending.append(job)
             self._dispatch()
+
+    def withdraw(self, tokens: Collection[int]) -> list[Job]:
+        wanted = set(tokens)
+        with self._lock:
+            withdrawn = [job for job in self._pending if job.token in wanted]
+            if withdrawn:
+                kept = [job for job in self._pending if job.token not in wanted]
+                self._pending.clear()
+                self._pending.extend(kept)
+        return withdrawn
+
+    def queued(self) -> list[Job]:
+        with self._lock:
+            return list(self._pending)
 
     @property
     def size(self) -> int:

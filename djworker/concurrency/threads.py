@@ -11,7 +11,7 @@ import contextlib
 import itertools
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -35,7 +35,9 @@ class ThreadPool(BasePool):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # A Queue (not a SimpleQueue) so that waiting jobs can be seen and taken back under
+        # its mutex, atomically with respect to the slots' get().
+        self._jobs: queue.Queue[Any] = queue.Queue()
         self._lock = threading.Lock()
         self._threads: set[threading.Thread] = set()
         self._target = self.initial_size
@@ -103,6 +105,23 @@ class ThreadPool(BasePool):
 
     def apply_async(self, job: Job) -> None:
         self._jobs.put(job)
+
+    def withdraw(self, tokens: Collection[int]) -> list[Job]:
+        wanted = set(tokens)
+        with self._jobs.mutex:
+            waiting = self._jobs.queue
+            withdrawn = [item for item in waiting if item is not _STOP and item.token in wanted]
+            if withdrawn:
+                kept = [item for item in waiting if item is _STOP or item.token not in wanted]
+                waiting.clear()
+                waiting.extend(kept)
+                # Queue.join() is never used, but keep its bookkeeping true all the same.
+                self._jobs.unfinished_tasks -= len(withdrawn)
+        return withdrawn
+
+    def queued(self) -> list[Job]:
+        with self._jobs.mutex:
+            return [item for item in self._jobs.queue if item is not _STOP]
 
     @property
     def size(self) -> int:

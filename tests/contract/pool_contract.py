@@ -169,6 +169,27 @@ class PoolContract:
         finally:
             h.pool.stop(graceful=True, timeout_s=5)
 
+    def test_withdraw_takes_back_only_the_named_jobs_no_slot_started(
+        self, pool_class: type[BasePool]
+    ) -> None:
+        if pool_class.blocks_consumer:
+            pytest.skip("a pool that runs jobs inline never holds unstarted jobs")
+        h = Harness(pool_class, 1)
+        h.pool.start()
+        try:
+            running = h.submit(tasks.sleep, 0.5)
+            wait_until(lambda: h.pool.busy, what="the first job to start")
+            waiting = [h.submit(tasks.add, i, 1) for i in range(3)]
+            assert sorted(j.token for j in h.pool.queued()) == sorted(j.token for j in waiting)
+            taken = h.pool.withdraw([running.token, waiting[0].token, waiting[2].token])
+            assert sorted(j.token for j in taken) == [waiting[0].token, waiting[2].token]
+            assert h.outcome_of(waiting[1]).kind is OutcomeKind.SUCCEEDED
+            assert h.outcome_of(running).kind is OutcomeKind.SUCCEEDED
+            time.sleep(0.2)  # a withdrawn job that ran anyway would report right after
+            assert {o.token for o in h.outcomes} == {running.token, waiting[1].token}
+        finally:
+            h.pool.stop(graceful=True, timeout_s=5)
+
     def test_a_stop_that_is_not_graceful_does_not_wait_for_the_running_job(
         self, pool_class: type[BasePool]
     ) -> None:
