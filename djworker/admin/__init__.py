@@ -1,6 +1,7 @@
 """djworker's admin pages, one module per concern."""
 
 from djworker.admin import (
+    dashboard,  # noqa: F401
     results,  # noqa: F401
     workers,  # noqa: F401
 )

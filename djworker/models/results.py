@@ -81,7 +81,9 @@ class TaskResult(models.Model):
         ordering = ["-enqueued_at"]
         permissions = [("view_task_arguments", "Can see task arguments, results and error details")]
         indexes = [
-            models.Index(fields=["status", "-enqueued_at"], name="djworker_result_status_idx")
+            models.Index(fields=["status", "-enqueued_at"], name="djworker_result_status_idx"),
+            # The dashboard's throughput chart and the pool advisor read the last hour(s).
+            models.Index(fields=["finished_at"], name="djworker_result_finished_idx"),
         ]
 
     def __str__(self) -> str:

@@ -352,3 +352,12 @@ def request_termination(task_id: str, *, requested_by: Any = None) -> ControlCom
     return ControlCommand.objects.create(
         worker=worker, action=CommandAction.TERMINATE, task_id=task_id, requested_by=requested_by
     )
+
+
+class Dashboard(Worker):
+    """The admin's live overview of workers, queues and tasks; a proxy so the index links it."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "dashboard"
+        verbose_name_plural = "dashboard"

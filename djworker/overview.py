@@ -1,0 +1,171 @@
+"""The cluster at a glance: what the admin dashboard and its JSON endpoint show.
+
+Each part is a fixed number of queries whatever the number of result rows: the workers (one
+query, with their profiles), the running tasks (a count and the oldest few), the queues (one
+grouped query over waiting and running results), and the throughput (``djworker.throughput``).
+Everything returned is JSON-able, so the page and the endpoint share it.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Count, Min
+from django.utils import timezone
+
+from djworker.concurrency import POOLS, resolve_pool
+from djworker.models import TaskResult, TaskStatus, Worker, WorkerState
+
+#: rows of each table sent at most; the totals say how many there are
+MAX_WORKERS = 200
+MAX_RUNNING = 50
+#: the order workers are listed in: the ones needing a look first
+STATE_ORDER: dict[str, int] = {"stale": 0, "online": 1, "stopped": 2}
+
+
+@functools.lru_cache(maxsize=32)
+def pool_can_terminate(pool: str) -> bool:
+    """Whether a worker on ``pool`` can stop one running task (``supports_terminate``).
+
+    Only built-in pools are looked up: the web process never imports a custom pool's module.
+    """
+    if pool not in POOLS:
+        return False
+    try:
+        return resolve_pool(pool).supports_terminate
+    except Exception:  # its package is not installed in the web process
+        return False
+
+
+def _autoscale(worker: Worker) -> str:
+    for field, value, _layer in worker.settings or ():
+        if field == "autoscale" and value:
+            return f"{value[0]}..{value[1]}"
+    return ""
+
+
+def _profile_applied(worker: Worker) -> str:
+    if worker.config is None:
+        return "-"
+    if worker.applied_revision == worker.config.revision:
+        return "yes"
+    return "no" + (f": {worker.config_error}" if worker.config_error else "")
+
+
+def worker_rows(*, now: datetime) -> tuple[list[dict[str, Any]], int]:
+    """Every worker (stale first, stopped last) as the dashboard lists it, and their count."""
+    workers = list(
+        Worker.objects.select_related("config")
+        .defer("scale_events", "pinned")
+        .order_by("hostname")[:MAX_WORKERS]
+    )
+    total = Worker.objects.count()
+    rows: list[dict[str, Any]] = []
+    for worker in workers:
+        state = worker.current_state
+        rows.append(
+            {
+                "id": worker.pk,
+                "hostname": worker.hostname,
+                "state": state,
+                "pool": worker.pool,
+                "pool_size": worker.pool_size,
+                "busy": worker.busy if state != WorkerState.STOPPED else 0,
+                "autoscale": _autoscale(worker),
+                "paused": worker.paused,
+                "queues": worker.queues,
+                "heartbeat_age_s": round((now - worker.last_heartbeat).total_seconds(), 1),
+                "rss_mib": round(worker.rss_kib / 1024, 1),
+                "processed": worker.processed,
+                "failed": worker.failed,
+                "profile": worker.config.name if worker.config else "",
+                "profile_applied": _profile_applied(worker),
+            }
+        )
+    rows.sort(key=lambda r: (STATE_ORDER.get(r["state"], 9), r["hostname"]))
+    return rows, total
+
+
+def running_tasks(
+    *, now: datetime, workers: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], int]:
+    """The tasks running now, longest-running first, and how many run in all."""
+    running = TaskResult.objects.filter(status=TaskStatus.RUNNING)
+    rows: list[dict[str, Any]] = [
+        dict(row)
+        for row in running.order_by("started_at").values(
+            "id", "task_name", "queue", "worker_hostname", "started_at"
+        )[:MAX_RUNNING]
+    ]
+    total = running.count()
+    pools = {w["hostname"]: (w["pool"], w["state"]) for w in workers}
+    for row in rows:
+        started = row.pop("started_at")
+        row["running_for_s"] = round((now - started).total_seconds(), 1) if started else None
+        pool, state = pools.get(row["worker_hostname"], ("", ""))
+        row["can_terminate"] = state == WorkerState.ONLINE and pool_can_terminate(pool)
+    return rows, total
+
+
+def queue_rows(workers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per queue: tasks waiting and running by their result rows, and the oldest waiting one.
+
+    Built from ``TaskResult`` rows, so tasks with ``ignore_result`` are not counted, and a
+    broker's delayed or reserved messages are not told apart from waiting ones.
+    """
+    by_queue: dict[str, dict[str, Any]] = {}
+    for worker in workers:
+        if worker["state"] == WorkerState.STOPPED:
+            continue
+        for name in filter(None, worker["queues"].split(",")):
+            entry = by_queue.setdefault(name, _empty_queue(name))
+            entry["workers"] += 1
+    grouped = (
+        TaskResult.objects.filter(status__in=(TaskStatus.READY, TaskStatus.RUNNING))
+        .values("queue", "status")
+        .annotate(n=Count("id"), oldest=Min("enqueued_at"))
+        .order_by()
+    )
+    now = timezone.now()
+    for row in grouped:
+        entry = by_queue.setdefault(row["queue"], _empty_queue(row["queue"]))
+        if row["status"] == TaskStatus.READY:
+            entry["waiting"] = row["n"]
+            entry["oldest_waiting_s"] = round((now - row["oldest"]).total_seconds(), 1)
+        else:
+            entry["running"] = row["n"]
+    return sorted(by_queue.values(), key=lambda q: q["name"])
+
+
+def _empty_queue(name: str) -> dict[str, Any]:
+    return {"name": name, "workers": 0, "waiting": 0, "running": 0, "oldest_waiting_s": None}
+
+
+def snapshot(*, see_workers: bool, see_tasks: bool, now: datetime | None = None) -> dict[str, Any]:
+    """Everything the dashboard shows, limited to what the user may see."""
+    from djworker import throughput
+
+    now = now or timezone.now()
+    data: dict[str, Any] = {"generated_at": now.isoformat()}
+    workers: list[dict[str, Any]] = []
+    if see_workers:
+        workers, total = worker_rows(now=now)
+        data["workers"] = workers
+        data["workers_total"] = total
+        data["totals"] = {
+            "online": sum(w["state"] == WorkerState.ONLINE for w in workers),
+            "stale": sum(w["state"] == WorkerState.STALE for w in workers),
+            "slots": sum(w["pool_size"] for w in workers if w["state"] != WorkerState.STOPPED),
+            "busy": sum(w["busy"] for w in workers),
+        }
+    if see_tasks:
+        running, running_total = running_tasks(now=now, workers=workers)
+        data["running"] = running
+        data["running_total"] = running_total
+        data["queues"] = queue_rows(workers)
+        series = throughput.per_minute(now=now)
+        data["throughput"] = series.as_json()
+        data["throughput_svg"] = throughput.svg(series)
+    return data

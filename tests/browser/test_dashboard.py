@@ -1,0 +1,92 @@
+"""An operator watches and steers real workers from the dashboard, the worker page, the pool
+settings page and the advisor, in a real Chromium against a live server.
+
+The screenshots these tests take are the ones in docs/ (set DJWORKER_SCREENSHOTS=docs to
+refresh them; by default they go to a temporary folder).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from djworker.models import Worker
+from tests.browser.test_admin_workers import log_in
+from tests.integration.harness import WorkerProcess, unique_queue, wait_for
+from tests.taskapp import tasks
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def screenshot(page: Any, name: str) -> None:
+    folder = os.environ.get("DJWORKER_SCREENSHOTS", "")
+    target = ROOT / folder if folder else Path("/tmp/djworker-screenshots")
+    target.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(target / name), full_page=True)
+
+
+@pytest.fixture
+def worker(redis_url: str, use_broker: Any) -> Iterator[tuple[WorkerProcess, str, str]]:
+    """A real threads worker on Redis with its own queue and profile; the test publishes to it."""
+    use_broker(redis_url)
+    hostname = f"browser-{uuid.uuid4().hex[:6]}"
+    queue = unique_queue()
+    process = WorkerProcess(
+        "--pool",
+        "threads",
+        "-c",
+        "2",
+        "-Q",
+        queue,
+        "-n",
+        hostname,
+        "--config",
+        hostname,
+        "--create-config",
+        broker_url=redis_url,
+    ).start()
+    try:
+        yield process, hostname, queue
+    finally:
+        process.stop()
+
+
+def busy_cell(page: Any, hostname: str) -> str:
+    return str(page.inner_text(f"tr[data-worker='{hostname}'] .dw-busy"))
+
+
+def test_the_dashboard_shows_a_running_worker_and_its_busy_count_changes_without_a_reload(
+    page: Any, live_server: Any, worker: tuple[WorkerProcess, str, str]
+) -> None:
+    _, hostname, queue = worker
+    wait_for(lambda: Worker.objects.filter(hostname=hostname).exists(), what="worker row")
+    log_in(page, live_server)
+    page.goto(f"{live_server.url}/admin/")
+    page.click("a[href='/admin/djworker/dashboard/']")
+    page.wait_for_selector(f"tr[data-worker='{hostname}']")
+    assert busy_cell(page, hostname) == "0 / 2"
+    assert "online" in page.inner_text(f"tr[data-worker='{hostname}']")
+    page.evaluate("window.djworkerNotReloaded = true")
+
+    for _ in range(2):
+        tasks.sleep.apply_async((6,), queue=queue)
+    page.wait_for_function(
+        f"document.querySelector(\"tr[data-worker='{hostname}'] .dw-busy\")"
+        ".textContent.trim() === '2 / 2'",
+        timeout=30_000,
+    )
+    assert "tests.taskapp.tasks.sleep" in page.inner_text("#dw-running")
+    screenshot(page, "dashboard.png")
+    page.wait_for_function(
+        f"document.querySelector(\"tr[data-worker='{hostname}'] .dw-busy\")"
+        ".textContent.trim() === '0 / 2'",
+        timeout=30_000,
+    )
+    assert page.evaluate("window.djworkerNotReloaded") is True
