@@ -4,6 +4,7 @@ Run on demand, never in the test suite; figures are ratios from one run on a sha
 
     python benchmarks/throughput.py --broker redis://127.0.0.1:6379/14
     python benchmarks/throughput.py --broker django://   # on DATABASE_URL (PostgreSQL default)
+    python benchmarks/throughput.py --api django-tasks -n 2000  # django.tasks, WorkerBackend
 
 Throughput: N no-op messages are published first, then a worker starts, and the clock runs from
 its "ready" line until the queue is drained and every result is stored. Latency: single tasks
@@ -18,6 +19,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -38,7 +40,16 @@ def main() -> None:
     parser.add_argument(
         "--with-results", action="store_true", help="use a task that stores results"
     )
+    parser.add_argument(
+        "--api",
+        choices=("djworker", "django-tasks"),
+        default="djworker",
+        help="publish @djworker.task calls, or django.tasks enqueue() through WorkerBackend "
+        "(results always stored, as django.tasks always stores them)",
+    )
     args = parser.parse_args()
+    if args.api == "django-tasks":
+        args.with_results = True
     os.environ["DJWORKER_BROKER_URL"] = args.broker
 
     import django
@@ -54,9 +65,15 @@ def main() -> None:
     queue = f"bench-{uuid.uuid4().hex[:8]}"
     task = tasks.noop if args.with_results else tasks.noop_no_result
     TaskResult.objects.all().delete()
+    if args.api == "django-tasks":
+        from tests.taskapp import framework_tasks
+
+        enqueue = framework_tasks.noop.using(queue_name=queue).enqueue
+    else:
+        enqueue = lambda: task.apply_async(queue=queue)  # noqa: E731
     started = time.perf_counter()
     for _ in range(args.tasks):
-        task.apply_async(queue=queue)
+        enqueue()
     publish_s = time.perf_counter() - started
 
     worker = start_worker(args, queue)
@@ -64,17 +81,22 @@ def main() -> None:
         ready_at = wait_ready(worker)
         drained_at = wait_drained(args.broker, queue, args.tasks, args.with_results)
         rate = args.tasks / (drained_at - ready_at)
+        if args.api == "django-tasks":
+            args.latency_samples = 0  # measured with @djworker.task only
         call_latency, publish_latency = measure_latency(tasks.noop, queue, args.latency_samples)
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(30)
     QueueMessage.objects.filter(queue=queue).delete()
     print(
-        f"broker={args.broker} pool={args.pool} -c {args.concurrency} results={args.with_results}"
+        f"api={args.api} broker={args.broker} pool={args.pool} -c {args.concurrency} "
+        f"results={args.with_results}"
     )
     print(f"  publish: {args.tasks / publish_s:,.0f} msgs/s (one process, one at a time)")
     print(f"  worker:  {rate:,.0f} no-op tasks/s over {args.tasks} tasks")
     for label, values in (("call", call_latency), ("publish", publish_latency)):
+        if len(values) < 2:
+            continue
         p50 = statistics.median(values) * 1000
         p99 = statistics.quantiles(values, n=100)[98] * 1000
         print(f"  idle {label}-to-start latency: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
@@ -116,6 +138,8 @@ def wait_ready(worker: subprocess.Popen[str]) -> float:
     assert worker.stdout is not None
     for line in worker.stdout:
         if line.startswith("  tasks ("):
+            # Keep reading what the worker prints, or a full pipe would stall it.
+            threading.Thread(target=worker.stdout.read, daemon=True).start()
             return time.perf_counter()
     raise SystemExit("the worker exited before it was ready")
 

@@ -119,6 +119,7 @@ class WorkerBackend(BaseTaskBackend):
             eta=task.run_after,
             enqueued_at=now,
         )
+        envelope["django_task"] = {"backend": self.alias, "priority": int(task.priority)}
         result_store.record_enqueued(envelope, backend=self.alias, task_priority=int(task.priority))
         if self.enqueue_on_commit:
             from djworker.models.results import TaskResult as ResultRow

@@ -116,9 +116,18 @@ class FrameworkTask(NativeTask[Any, Any]):
         return normalize_json(value)
 
     def record_started(
-        self, envelope: dict[str, Any], *, hostname: str, started_at: datetime, **counting: Any
+        self,
+        envelope: dict[str, Any],
+        *,
+        hostname: str,
+        started_at: datetime,
+        redelivered: bool = False,
+        **counting: Any,
     ) -> int:
-        row = self._row(envelope)
+        # The first run of a fresh call finds no earlier start, worker or error in its row: the
+        # message says all the row would, so it is not read (a round trip per task saved).
+        fresh = envelope["attempt"] == 0 and not redelivered and "django_task" in envelope
+        row = self._message_row(envelope) if fresh else self._row(envelope)
         first_start = row.started_at or started_at
         worker_ids = [*(row.worker_ids or []), hostname or default_hostname()]
         deliveries = result_store.record_started(
@@ -185,6 +194,15 @@ class FrameworkTask(NativeTask[Any, Any]):
 
     # -- reading the row -------------------------------------------------------------------
 
+    def _message_row(self, envelope: dict[str, Any]) -> ResultRow:
+        """The row as the message describes it, unsaved."""
+        framework = envelope.get("django_task") or {}
+        return result_store.unsaved_row(
+            envelope,
+            backend=framework.get("backend", self.task.backend),
+            task_priority=framework.get("priority"),
+        )
+
     def _row(self, envelope: dict[str, Any]) -> ResultRow:
         """The stored row, or an unsaved one made from the message if there is none yet."""
         try:
@@ -192,9 +210,7 @@ class FrameworkTask(NativeTask[Any, Any]):
         except DatabaseError:
             logger.warning("id=%s could not read its result row", envelope["id"], exc_info=True)
             row = None
-        if row is not None:
-            return row
-        return result_store.unsaved_row(envelope, backend=self.task.backend)
+        return row if row is not None else self._message_row(envelope)
 
     def _result(self, row: ResultRow) -> TaskResult:  # type: ignore[type-arg]
         try:

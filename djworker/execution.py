@@ -64,6 +64,7 @@ def _execute(job: Job, guard: LimitGuard) -> Outcome:
             envelope,
             hostname=job.hostname,
             started_at=started_at,
+            redelivered=job.redelivered,
             uncounted_before=task.ignore_result and job.redelivered,
         )
         if delivery_cap.over(job, deliveries):

@@ -6,7 +6,10 @@ An envelope is a plain dict so it crosses every boundary (broker, pipe to a chil
      "queue": "default", "priority": 0, "attempt": 0, "eta": null, "expires": null,
      "time_limit": null, "soft_time_limit": null, "enqueued_at": "2026-11-21T02:00:00+00:00"}
 
-``attempt`` counts earlier runs (0 on the first delivery of a fresh call).
+``attempt`` counts earlier runs (0 on the first delivery of a fresh call). A call made through
+django.tasks (``djworker.backend.WorkerBackend``) also carries ``"django_task": {"backend":
+alias, "priority": -100..100}``, so the worker can show the call as it was made without
+reading its row first.
 """
 
 from __future__ import annotations
@@ -123,7 +126,26 @@ def validate(body: Any) -> dict[str, Any]:
             not isinstance(value, int | float) or isinstance(value, bool) or value <= 0
         ):
             raise InvalidMessage(f"message field {key!r} must be a positive number; got {value!r}")
+    framework = body.get("django_task")
+    if framework is not None and not _is_django_task_field(framework):
+        raise InvalidMessage(
+            "message field 'django_task' must be {'backend': alias of at most 64 characters, "
+            f"'priority': integer from -100 to 100}}; got {framework!r}"[:300]
+        )
     return body
+
+
+def _is_django_task_field(value: Any) -> bool:
+    if not isinstance(value, dict) or set(value) != {"backend", "priority"}:
+        return False
+    backend, priority = value["backend"], value["priority"]
+    return (
+        isinstance(backend, str)
+        and 0 < len(backend) <= 64
+        and isinstance(priority, int)
+        and not isinstance(priority, bool)
+        and -100 <= priority <= 100
+    )
 
 
 def parse_time(value: Any, key: str) -> datetime | None:

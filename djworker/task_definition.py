@@ -228,11 +228,18 @@ class Task(Generic[P, R]):
         return self.func(*envelope["args"], **envelope["kwargs"])
 
     def record_started(
-        self, envelope: dict[str, Any], *, hostname: str, started_at: datetime, **counting: Any
+        self,
+        envelope: dict[str, Any],
+        *,
+        hostname: str,
+        started_at: datetime,
+        redelivered: bool = False,
+        **counting: Any,
     ) -> int:
         """Mark the run RUNNING; how many runs this message started (see the delivery cap).
 
-        ``counting`` goes to ``result_store.record_started`` as is.
+        ``redelivered``: the broker says this message was delivered before. ``counting`` goes
+        to ``result_store.record_started`` as is.
         """
         from djworker import result_store
 

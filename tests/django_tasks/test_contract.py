@@ -9,7 +9,9 @@ behaviours in real ``runworker`` processes are in test_worker.py.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
 import logging
 import pickle
 from datetime import datetime, timedelta
@@ -592,3 +594,17 @@ def test_making_the_backend_and_defining_tasks_touches_no_database_or_broker() -
     )
     assert done.returncode == 0, done.stderr
     assert "WorkerBackend made without a connection" in done.stdout
+
+
+def test_the_message_carries_the_call_as_made_and_a_malformed_one_is_refused() -> None:
+    from djworker import message
+    from djworker.exceptions import InvalidMessage
+
+    result = tasks.noop.using(priority=-30, queue_name="mail").enqueue()
+    payload = json.loads(QueueMessage.objects.get(queue="mail").payload)
+    envelope = message.validate(json.loads(base64.b64decode(payload["body"])))
+    assert envelope["django_task"] == {"backend": "default", "priority": -30}
+    assert envelope["id"] == result.id
+    for bad in ({"backend": "default", "priority": 101}, {"backend": ""}, "default"):
+        with pytest.raises(InvalidMessage, match="message field 'django_task' must be"):
+            message.validate({**envelope, "django_task": bad})
