@@ -1,18 +1,18 @@
 """The cluster at a glance: what the admin dashboard and its JSON endpoint show.
 
 Each part is a fixed number of queries whatever the number of result rows: the workers (one
-query, with their profiles), the running tasks (a count and the oldest few), the queues (one
-grouped query over waiting and running results), and the throughput (``djworker.throughput``).
+query, with their profiles), the running tasks (a count and the oldest few), the queues (from
+the broker, through ``djworker.queues``), and the throughput (``djworker.throughput``).
 Everything returned is JSON-able, so the page and the endpoint share it.
 """
 
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Min
 from django.utils import timezone
 
 from djworker.concurrency import POOLS, resolve_pool
@@ -109,38 +109,23 @@ def running_tasks(
     return rows, total
 
 
-def queue_rows(workers: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per queue: tasks waiting and running by their result rows, and the oldest waiting one.
+def queue_rows(workers: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """Per queue, from the broker (``djworker.queues``): ready, delayed and reserved messages,
+    the age of the oldest ready one, and the workers consuming it; and why the broker could
+    not be read ("" when it could).
 
-    Built from ``TaskResult`` rows, so tasks with ``ignore_result`` are not counted, and a
-    broker's delayed or reserved messages are not told apart from waiting ones.
+    The queues listed are those consumed by a worker, named by a profile, known to the broker,
+    and ``default``. A figure the broker cannot give is "unknown".
     """
-    by_queue: dict[str, dict[str, Any]] = {}
+    from djworker.cli.status import queue_names, read_queues
+
+    consuming: Counter[str] = Counter()
     for worker in workers:
-        if worker["state"] == WorkerState.STOPPED:
-            continue
-        for name in filter(None, worker["queues"].split(",")):
-            entry = by_queue.setdefault(name, _empty_queue(name))
-            entry["workers"] += 1
-    grouped = (
-        TaskResult.objects.filter(status__in=(TaskStatus.READY, TaskStatus.RUNNING))
-        .values("queue", "status")
-        .annotate(n=Count("id"), oldest=Min("enqueued_at"))
-        .order_by()
-    )
-    now = timezone.now()
-    for row in grouped:
-        entry = by_queue.setdefault(row["queue"], _empty_queue(row["queue"]))
-        if row["status"] == TaskStatus.READY:
-            entry["waiting"] = row["n"]
-            entry["oldest_waiting_s"] = round((now - row["oldest"]).total_seconds(), 1)
-        else:
-            entry["running"] = row["n"]
-    return sorted(by_queue.values(), key=lambda q: q["name"])
-
-
-def _empty_queue(name: str) -> dict[str, Any]:
-    return {"name": name, "workers": 0, "waiting": 0, "running": 0, "oldest_waiting_s": None}
+        if worker["state"] != WorkerState.STOPPED:
+            consuming.update(filter(None, worker["queues"].split(",")))
+    stats, error = read_queues(lambda known: queue_names([], list(consuming), known))
+    rows = [{**q.as_dict(), "workers": consuming.get(q.name, 0)} for q in stats]
+    return sorted(rows, key=lambda q: q["name"]), error
 
 
 def snapshot(*, see_workers: bool, see_tasks: bool, now: datetime | None = None) -> dict[str, Any]:
@@ -160,11 +145,11 @@ def snapshot(*, see_workers: bool, see_tasks: bool, now: datetime | None = None)
             "slots": sum(w["pool_size"] for w in workers if w["state"] != WorkerState.STOPPED),
             "busy": sum(w["busy"] for w in workers),
         }
+        data["queues"], data["broker_error"] = queue_rows(workers)
     if see_tasks:
         running, running_total = running_tasks(now=now, workers=workers)
         data["running"] = running
         data["running_total"] = running_total
-        data["queues"] = queue_rows(workers)
         series = throughput.per_minute(now=now)
         data["throughput"] = series.as_json()
         data["throughput_svg"] = throughput.svg(series)

@@ -1,7 +1,7 @@
 """The admin's live dashboard: workers, queues, running tasks and throughput on one page.
 
 Staff only (the admin site's own check); each part needs its model's view permission
-(``view_worker`` for workers, ``view_taskresult`` for tasks, queues and throughput), and the
+(``view_worker`` for workers and queues, ``view_taskresult`` for tasks and throughput), and the
 terminate button ``control_worker`` as in the result list. The page reloads nothing: a small
 inline script asks ``data/`` every few seconds for the same figures as JSON, with each part's
 HTML rendered here, and swaps them in.

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from djworker import throughput
 from djworker.models import ControlCommand, TaskResult, TaskStatus, Worker, WorkerConfig
+from tests.taskapp import tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -164,21 +165,18 @@ def test_throughput_counts_finished_and_failed_tasks_per_minute_of_the_last_hour
     assert "http" not in chart.replace("http://www.w3.org/2000/svg", "")
 
 
-def test_queues_show_waiting_and_running_results_and_the_workers_consuming_them() -> None:
+def test_queues_show_the_brokers_figures_and_the_workers_consuming_them() -> None:
     Worker.objects.create(hostname="w1", queues="mail,default")
-    result(TaskStatus.READY, queue="mail", enqueued_at=timezone.now() - timedelta(seconds=40))
-    result(TaskStatus.READY, queue="mail")
-    result(TaskStatus.RUNNING, queue="mail")
-    result(TaskStatus.READY, queue="orphan")
-    data = client_for(superuser=True).get(DATA).json()
+    for _ in range(2):
+        tasks.add.apply_async((1, 2), queue="mail")
+    tasks.add.apply_async((1, 2), queue="mail", countdown=600)
+    data = client_for("view_worker").get(DATA).json()
     queues = {q["name"]: q for q in data["queues"]}
-    assert (queues["mail"]["waiting"], queues["mail"]["running"], queues["mail"]["workers"]) == (
-        2,
-        1,
-        1,
-    )
-    assert queues["mail"]["oldest_waiting_s"] >= 40
-    assert queues["default"]["waiting"] == 0 and queues["orphan"]["workers"] == 0
+    mail = queues["mail"]
+    assert (mail["ready"], mail["delayed"], mail["reserved"], mail["workers"]) == (2, 1, 0, 1)
+    assert mail["oldest_age_s"] >= 0
+    assert queues["default"]["ready"] == 0 and data["broker_error"] == ""
+    assert 'data-queue="mail"' in data["html"]["queues"]
 
 
 def test_the_refresh_query_count_does_not_grow_with_result_rows_or_workers() -> None:
