@@ -6,6 +6,7 @@ thread (kombu connections are not thread-safe, and must not cross a fork).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Mapping
@@ -113,6 +114,33 @@ class Broker:
             except Exception:  # pragma: no cover - closing a broken connection
                 logger.debug("error closing producer connection", exc_info=True)
         self._local.connection = None
+
+
+def probe(connection: Connection) -> None:
+    """One cheap round trip that raises the transport's connection error if the broker is gone.
+
+    For a consumer that is not reading from the broker (its prefetch window is full), so that
+    a lost connection is noticed before a freed slot starts a message the broker will deliver
+    again.
+    """
+    channel = connection.default_channel
+    conn_or_acquire = getattr(channel, "conn_or_acquire", None)
+    if conn_or_acquire is not None:  # redis: the channel's own client, never the BRPOP one
+        with conn_or_acquire() as client:
+            client.ping()
+        return
+    alias = getattr(connection.transport, "alias", None)
+    if connection.transport.driver_type == "sql" and isinstance(alias, str):  # django://
+        from django.db import connections
+
+        from djworker.transport.database import database_errors
+
+        with database_errors(alias), connections[alias].cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return
+    # AMQP: reading the socket finds a closed connection; a full window brings no message.
+    with contextlib.suppress(TimeoutError):
+        connection.drain_events(timeout=0.001)
 
 
 _broker: Broker | None = None

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
+from time import monotonic
 from typing import Any
 
 import kombu
@@ -22,7 +23,7 @@ from django.utils import timezone
 from kombu.message import Message
 
 from djworker import delivery_cap, message, result_store
-from djworker.broker import Broker, redact_url
+from djworker.broker import Broker, probe, redact_url
 from djworker.calls import RunningCalls
 from djworker.concurrency.base import BasePool
 from djworker.conf import WorkerSettings
@@ -41,6 +42,8 @@ MAX_PREFETCH_COUNT = 65535
 IDLE_WAIT_S = 1.0
 #: how long it waits for the broker while tasks run, so their outcomes are acked promptly
 BUSY_WAIT_S = 0.01
+#: how often a consumer with a full prefetch window checks that its connection is alive
+PROBE_EVERY_S = 0.2
 
 
 @dataclass
@@ -85,6 +88,7 @@ class Consumer:
         self.consuming = False
         #: warm shutdown under way: nothing new is handed to the pool
         self.stopping = False
+        self._probed_at = 0.0
         self.connection: kombu.Connection | None = None
         self._kombu_consumer: kombu.Consumer | None = None
         self.processed = 0
@@ -304,6 +308,8 @@ class Consumer:
         if not self.consuming or self._saturated():
             # No new message can arrive; wake as soon as a running task finishes.
             self.drain_outcomes(block_s=BUSY_WAIT_S * 10 if self.in_flight else IDLE_WAIT_S)
+            if self.consuming and self.in_flight:
+                self._probe_if_due()
             return
         timeout = BUSY_WAIT_S if self.in_flight else IDLE_WAIT_S
         if self._held:
@@ -312,6 +318,20 @@ class Consumer:
         assert self.connection is not None
         with contextlib.suppress(TimeoutError):  # socket.timeout is TimeoutError
             self.connection.drain_events(timeout=timeout)
+
+    def _probe_if_due(self) -> None:
+        """Check the connection now and then while the broker is not being read.
+
+        A full prefetch window means no broker call for as long as tasks run; a connection
+        lost meanwhile would go unnoticed while freed slots start queued messages that the
+        broker delivers again. One round trip every ``PROBE_EVERY_S`` bounds that window.
+        """
+        now = monotonic()
+        if now - self._probed_at < PROBE_EVERY_S:
+            return
+        self._probed_at = now
+        assert self.connection is not None
+        probe(self.connection)
 
     def drain_outcomes(self, block_s: float = 0.0) -> int:
         """Acknowledge (or requeue, or retry) every reported outcome; returns how many."""

@@ -20,6 +20,9 @@ What changes is how a consumer talks to Redis:
   nothing outstanding, when it is not consuming, and on close. A worker killed before the
   write leaves the message in ``unacked``: it is delivered again after ``visibility_timeout``,
   which at-least-once delivery allows anyway.
+* **Renewed visibility.** While the channel holds a message, ``RedisLeases`` moves its
+  ``unacked_index`` score to now every ``visibility_timeout / 3`` seconds, so a task longer
+  than the timeout is not delivered again while it runs.
 * **One client.** kombu builds a new redis-py client for every operation outside ``BRPOP``;
   building one costs about as much as a round trip. The channel keeps one per pool.
 """
@@ -38,6 +41,7 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
 from djworker.log_safety import get_logger
+from djworker.transport.redis_leases import RedisLeases
 
 __all__ = ["Channel", "QoS", "Transport"]
 
@@ -117,8 +121,10 @@ class QoS(kombu_redis.QoS):
             virtual.QoS.append(self, message, delivery_tag)
         else:
             super().append(message, delivery_tag)
+        self.channel.leases.hold(delivery_tag)
 
     def ack(self, delivery_tag: str) -> None:
+        self.channel.leases.release(delivery_tag)
         self.channel.settle(delivery_tag)
         virtual.QoS.ack(self, delivery_tag)
 
@@ -129,6 +135,7 @@ class QoS(kombu_redis.QoS):
             self.ack(delivery_tag)
 
     def restore_unacked(self, client: Any = None) -> None:
+        self.channel.leases.stop()
         # An acked tag still waiting for its write would otherwise be put back in its queue.
         self.channel.flush_acks()
         super().restore_unacked(client)
@@ -155,6 +162,12 @@ class Channel(kombu_redis.Channel):
         self._drained = False
         self._no_ack_queues: set[str] = set()
         super().__init__(*args, **kwargs)
+        self.leases = RedisLeases(
+            visibility_timeout_s=float(self.visibility_timeout),
+            index_key=self._key(self.unacked_index_key),
+            client=lambda: redis.Redis(connection_pool=self.pool),
+            errors=(redis.RedisError, OSError),
+        )
 
     # -- clients ------------------------------------------------------------------------------
 
@@ -390,6 +403,7 @@ class Channel(kombu_redis.Channel):
 
     def close(self) -> None:
         """Write pending acks before kombu puts every unacknowledged message back."""
+        self.leases.stop()
         if not self.closed and self.connection is not None:
             self._flush_acks_or_warn()
         super().close()
