@@ -159,14 +159,37 @@ class LeaseKeeper:
                     .update(visible_at=until)
                 )
         if renewed < len(leases):
-            # Another worker took them after they expired (this process stalled longer than
-            # the visibility timeout), or the queue was deleted: their ack will find nothing.
-            logger.warning(
-                "lease renewal lost=%d held=%d; those messages may run twice",
-                len(leases) - renewed,
-                len(leases),
-            )
+            lost = self._lost(held)
+            if lost:
+                # Another worker took them after they expired (this process stalled longer
+                # than the visibility timeout), or the queue was deleted: their ack will find
+                # nothing.
+                logger.warning(
+                    "lease renewal lost=%d held=%d; those messages may run twice: message_ids=%s",
+                    len(lost),
+                    len(leases),
+                    ",".join(str(message_id) for message_id in lost[:20]),
+                )
         return renewed
+
+    def _lost(self, renewing: dict[str, int]) -> list[int]:
+        """Of the leases a renewal round did not find, the ones really lost (row ids).
+
+        A message acked and deleted, or handed back, by the consumer thread between the
+        round's snapshot and its UPDATE is not found either, and is no loss: only a lease this
+        connection still holds and whose row no longer carries it is.
+        """
+        with self._wake:
+            still = {lease: renewing[lease] for lease in renewing if lease in self._held}
+        if not still:
+            return []
+        with database_errors(self.alias):
+            found = set(
+                QueueMessage.objects.using(self.alias)
+                .filter(pk__in=list(still.values()), lease__in=list(still))
+                .values_list("lease", flat=True)
+            )
+        return sorted(message_id for lease, message_id in still.items() if lease not in found)
 
     def stop(self) -> None:
         """Stop the thread; settled leases not flushed by then stay for the caller to flush."""
