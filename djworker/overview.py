@@ -54,6 +54,28 @@ def _profile_applied(worker: Worker) -> str:
     return "no" + (f": {worker.config_error}" if worker.config_error else "")
 
 
+def worker_row(worker: Worker, *, now: datetime) -> dict[str, Any]:
+    """One worker's figures as the dashboard and the worker page show them."""
+    state = worker.current_state
+    return {
+        "id": worker.pk,
+        "hostname": worker.hostname,
+        "state": state,
+        "pool": worker.pool,
+        "pool_size": worker.pool_size,
+        "busy": worker.busy if state != WorkerState.STOPPED else 0,
+        "autoscale": _autoscale(worker),
+        "paused": worker.paused,
+        "queues": worker.queues,
+        "heartbeat_age_s": round((now - worker.last_heartbeat).total_seconds(), 1),
+        "rss_mib": round(worker.rss_kib / 1024, 1),
+        "processed": worker.processed,
+        "failed": worker.failed,
+        "profile": worker.config.name if worker.config else "",
+        "profile_applied": _profile_applied(worker),
+    }
+
+
 def worker_rows(*, now: datetime) -> tuple[list[dict[str, Any]], int]:
     """Every worker (stale first, stopped last) as the dashboard lists it, and their count."""
     workers = list(
@@ -62,28 +84,7 @@ def worker_rows(*, now: datetime) -> tuple[list[dict[str, Any]], int]:
         .order_by("hostname")[:MAX_WORKERS]
     )
     total = Worker.objects.count()
-    rows: list[dict[str, Any]] = []
-    for worker in workers:
-        state = worker.current_state
-        rows.append(
-            {
-                "id": worker.pk,
-                "hostname": worker.hostname,
-                "state": state,
-                "pool": worker.pool,
-                "pool_size": worker.pool_size,
-                "busy": worker.busy if state != WorkerState.STOPPED else 0,
-                "autoscale": _autoscale(worker),
-                "paused": worker.paused,
-                "queues": worker.queues,
-                "heartbeat_age_s": round((now - worker.last_heartbeat).total_seconds(), 1),
-                "rss_mib": round(worker.rss_kib / 1024, 1),
-                "processed": worker.processed,
-                "failed": worker.failed,
-                "profile": worker.config.name if worker.config else "",
-                "profile_applied": _profile_applied(worker),
-            }
-        )
+    rows = [worker_row(worker, now=now) for worker in workers]
     rows.sort(key=lambda r: (STATE_ORDER.get(r["state"], 9), r["hostname"]))
     return rows, total
 

@@ -22,6 +22,7 @@ from django.template.loader import render_to_string
 from django.utils.html import format_html
 
 from djworker import bounds, permissions
+from djworker.admin.worker_page import WorkerPageMixin
 from djworker.concurrency import PROFILE_POOLS
 from djworker.exceptions import ConfigurationError
 from djworker.models import CommandAction, ControlCommand, Worker, WorkerConfig, WorkerState
@@ -160,7 +161,7 @@ class CurrentStateFilter(admin.SimpleListFilter):
 
 
 @admin.register(Worker)
-class WorkerAdmin(admin.ModelAdmin):
+class WorkerAdmin(WorkerPageMixin, admin.ModelAdmin):
     list_display = (
         "hostname",
         "state_display",

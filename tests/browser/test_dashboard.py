@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from djworker.models import Worker
+from djworker.models import ControlCommand, Worker
 from tests.browser.test_admin_workers import log_in
 from tests.integration.harness import WorkerProcess, unique_queue, wait_for
 from tests.taskapp import tasks
@@ -90,3 +90,38 @@ def test_the_dashboard_shows_a_running_worker_and_its_busy_count_changes_without
         timeout=30_000,
     )
     assert page.evaluate("window.djworkerNotReloaded") is True
+
+
+def test_a_grow_click_on_the_worker_page_resizes_the_real_pool_and_the_page_shows_it(
+    page: Any, live_server: Any, worker: tuple[WorkerProcess, str, str]
+) -> None:
+    _, hostname, _ = worker
+    row = wait_for(lambda: Worker.objects.filter(hostname=hostname).first(), what="worker row")
+    log_in(page, live_server)
+    page.goto(f"{live_server.url}/admin/djworker/worker/{row.pk}/change/")
+    assert page.inner_text("#dw-size") == "0 / 2"
+    questions: list[str] = []
+
+    def accept(dialog: Any) -> None:
+        questions.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", accept)
+    page.fill(".dw-control-grow input[name=n]", "2")
+    page.click(".dw-control-grow button")
+    assert questions == [f"Grow the pool of {hostname} by 2?"]
+    assert "Sent 'grow the pool' to 1 worker(s)" in page.inner_text(".messagelist")
+    page.evaluate("window.djworkerNotReloaded = true")
+    page.wait_for_function(
+        "document.getElementById('dw-size').textContent.trim() === '0 / 4'", timeout=30_000
+    )
+    page.wait_for_selector(".dw-outcome-done:has-text('done: grew 2→4')", timeout=30_000)
+    assert Worker.objects.get(pk=row.pk).pool_size == 4
+    assert page.evaluate("window.djworkerNotReloaded") is True
+    screenshot(page, "worker-page.png")
+
+    page.on("dialog", lambda dialog: dialog.dismiss())
+    page.remove_listener("dialog", accept)
+    page.click(".dw-control-shutdown button")
+    assert page.inner_text("#dw-state") == "online"
+    assert not ControlCommand.objects.filter(worker=row, action="shutdown").exists()
