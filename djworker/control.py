@@ -34,6 +34,7 @@ from djworker.exceptions import ConfigurationError
 from djworker.heartbeat import Heartbeat
 from djworker.log_safety import get_logger
 from djworker.models import CommandAction, CommandStatus, ControlCommand, WorkerConfig
+from djworker.stuck_results import StuckResultsWatch
 
 if TYPE_CHECKING:
     from djworker.worker import Worker
@@ -107,8 +108,9 @@ class ControlPlane:
         if profile is not None:
             self.applied_revision = self.seen_revision = profile.revision
         self.heartbeat.register(profile)
+        stuck = StuckResultsWatch(self.worker.broker, lambda: list(self.worker.consumer.queues))
         self.worker.control.hooks.extend(
-            [self.poll_commands, self.reconcile, self.autoscale, self.heartbeat.beat]
+            [self.poll_commands, self.reconcile, self.autoscale, self.heartbeat.beat, stuck]
         )
 
     def stopped(self) -> None:

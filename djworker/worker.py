@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from django.db import close_old_connections, connections
 
-from djworker import __version__, signals
+from djworker import __version__, broker_durability, signals
 from djworker.broker import Broker, redact_url, set_broker
 from djworker.concurrency import resolve_pool
 from djworker.concurrency.base import BasePool
@@ -157,6 +157,8 @@ class Worker:
         self.control = ControlLoop(interval_s=config.control_interval_s)
         self.plane: ControlPlane | None = None
         self.stop_requested = False
+        #: what the broker's own settings can lose (read once connected; shown in the banner)
+        self.broker_warnings: list[str] = []
         self.cold_requested = False
 
     def _make_pool(self, size: int) -> BasePool:
@@ -201,6 +203,10 @@ class Worker:
                 raise
             if not connected:
                 return self._shutdown()
+            assert self.consumer.connection is not None
+            self.broker_warnings = broker_durability.check(
+                self.consumer.connection, self.broker.scheme
+            )
             self.start_control_plane()
             self.control.start()
             self.print_banner()
@@ -298,6 +304,7 @@ class Worker:
             f"  prefetch:    {config.prefetch_multiplier} per slot",
             f"  limits:      {describe_limits(self.pool)}",
             *(f"  warning:     {warning}" for warning in unenforced_task_limits(self.pool)),
+            *(f"  warning:     {warning}" for warning in self.broker_warnings),
             "  settings (value <- source):",
         ]
         if "db_budget" in (pool_info := self.pool.info()):
