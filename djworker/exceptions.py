@@ -51,6 +51,14 @@ class ResultTimeout(DjworkerError, TimeoutError):
     """``AsyncResult.get(timeout=...)`` ran out of time before the task finished."""
 
 
+class OperationRefused(DjworkerError):
+    """An operator's retry or revoke that cannot be done; the message says why."""
+
+
+class TaskRevoked(DjworkerError):
+    """Raised in a worker that was about to run a task an operator revoked."""
+
+
 class SoftTimeLimitExceeded(Exception):
     """Raised inside a task when its soft time limit passes, so it can clean up."""
 

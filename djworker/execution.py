@@ -19,7 +19,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from djworker import delivery_cap, message, result_store, signals
-from djworker.exceptions import UnknownTask, WorkerLost
+from djworker.exceptions import TaskRevoked, UnknownTask, WorkerLost
 from djworker.job import Job, Limits, Outcome, OutcomeKind
 from djworker.log_safety import get_logger
 from djworker.task_definition import Task, get_task
@@ -60,13 +60,17 @@ def _execute(job: Job, guard: LimitGuard) -> Outcome:
     # has no row to count in, so it gets one only once the broker says the message came back.
     tracked = not task.ignore_result or job.redelivered
     if tracked:
-        deliveries = task.record_started(
-            envelope,
-            hostname=job.hostname,
-            started_at=started_at,
-            redelivered=job.redelivered,
-            uncounted_before=task.ignore_result and job.redelivered,
-        )
+        try:
+            deliveries = task.record_started(
+                envelope,
+                hostname=job.hostname,
+                started_at=started_at,
+                redelivered=job.redelivered,
+                uncounted_before=task.ignore_result and job.redelivered,
+            )
+        except TaskRevoked as exc:
+            logger.warning("task=%s id=%s not run: %s", task.name, job.task_id, exc)
+            return Outcome(job.token, job.task_id, OutcomeKind.FAILED, detail=str(exc))
         if delivery_cap.over(job, deliveries):
             return delivery_cap.fail(job, deliveries, ran=False)
     signals.send_robust(

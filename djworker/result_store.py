@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from djworker import message
 from djworker.commit import relaxed_commit
+from djworker.exceptions import TaskRevoked
 from djworker.log_safety import get_logger
 from djworker.models.results import TaskResult, TaskStatus
 
@@ -75,7 +76,8 @@ def _update_counting(task_id: str, fields: dict[str, Any], *, at_least: int = 1)
     ``UPDATE ... RETURNING`` on PostgreSQL and SQLite, so counting costs no extra round trip;
     elsewhere a second query reads the count back. None if there is no row.
     """
-    rows = TaskResult.objects.filter(id=task_id)
+    # A revoked row is never counted (nor marked RUNNING): the caller then refuses the run.
+    rows = TaskResult.objects.filter(id=task_id, revoked_at__isnull=True)
     deliveries: Any = F("deliveries") + 1
     if at_least > 1:
         deliveries = Greatest(deliveries, Value(at_least))
@@ -105,7 +107,9 @@ def record_started(
 ) -> int:
     """Mark the row RUNNING and count the run; returns how many runs this message started.
 
-    ``extra`` sets more columns (or other values for these) in the same write.
+    ``extra`` sets more columns (or other values for these) in the same write. Raises
+    ``TaskRevoked`` if an operator revoked the task: the check costs nothing on the way of a
+    task that was not, since it is part of the same ``UPDATE``.
 
     ``attempts`` counts every run of the task, ``deliveries`` those of this message (a retry
     is a new message and starts again from 1). ``uncounted_before``: an earlier delivery may
@@ -125,6 +129,7 @@ def record_started(
         deliveries = _update_counting(envelope["id"], fields, at_least=first)
         if deliveries is not None:
             return deliveries
+        _refuse_if_revoked(envelope["id"])
         created = TaskResult.objects.bulk_create(
             [_row_from(envelope, **fields, attempts=envelope["attempt"] + first, deliveries=first)],
             ignore_conflicts=True,
@@ -133,6 +138,18 @@ def record_started(
             return first
         # Lost a race with the publisher's insert: count over its READY row.
         return _update_counting(envelope["id"], fields, at_least=first) or first
+
+
+def _refuse_if_revoked(task_id: str) -> None:
+    revoked = (
+        TaskResult.objects.filter(id=task_id, revoked_at__isnull=False)
+        .values_list("revoked_by", "revoked_at")
+        .first()
+    )
+    if revoked is not None:
+        who, when = revoked
+        at = when.isoformat() if when is not None else "an unknown time"
+        raise TaskRevoked(f"revoked by {who or 'an operator'} at {at}")
 
 
 def record_success(

@@ -8,14 +8,17 @@ shows the rest of the row (status, timings, worker, exception class).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.html import format_html
 
-from djworker import permissions
+from djworker import manual_retry, permissions, revocation
+from djworker.exceptions import OperationRefused
 from djworker.models import TaskResult
 from djworker.models.workers import request_termination
 
@@ -39,6 +42,7 @@ class TaskResultAdmin(admin.ModelAdmin):
     list_per_page = 50
     fieldsets = (
         (None, {"fields": ("id", "task_name", "status", "queue", "priority", "worker_hostname")}),
+        ("Operator", {"fields": ("retry_of_link", "retried_as_link", "revoked_at", "revoked_by")}),
         ("Call", {"fields": ("arguments", "run_after")}),
         (
             "Outcome",
@@ -81,10 +85,62 @@ class TaskResultAdmin(admin.ModelAdmin):
         ),
     )
 
-    actions = ("terminate",)
+    actions = ("terminate", "retry", "revoke")
 
     def has_control_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(permissions.CONTROL_WORKER)
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(permissions.RETRY_TASK)
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(permissions.REVOKE_TASK)
+
+    @admin.action(description="Retry the selected finished tasks", permissions=["retry"])
+    def retry(self, request: HttpRequest, queryset: QuerySet[TaskResult]) -> None:
+        done = self._each(request, queryset, lambda r: f"Retried as {manual_retry.retry(r)}")
+        if done:
+            self.message_user(
+                request, f"Sent {done} retry(s); each is a new row linked to its original."
+            )
+
+    @admin.action(description="Revoke the selected waiting tasks", permissions=["revoke"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[TaskResult]) -> None:
+        who = f"{request.user.get_username() or 'anonymous'} (admin)"
+
+        def revoke_one(result: TaskResult) -> str:
+            revocation.revoke(result.id, by=who)
+            return "Revoked"
+
+        done = self._each(request, queryset, revoke_one)
+        if done:
+            self.message_user(request, f"Revoked {done} task(s): no worker will run them.")
+
+    def _each(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[TaskResult],
+        act: Callable[[TaskResult], str],
+    ) -> int:
+        """Apply ``act`` to each row, logging what it returns; refusals become warnings."""
+        done = 0
+        for result in queryset:
+            try:
+                change = act(result)
+            except OperationRefused as exc:
+                self.message_user(request, f"Not done: {exc}", messages.WARNING)
+                continue
+            self.log_change(request, result, change)
+            done += 1
+        return done
+
+    @admin.display(description="retry of")
+    def retry_of_link(self, obj: TaskResult) -> str:
+        return _result_link(obj.retry_of)
+
+    @admin.display(description="retried as")
+    def retried_as_link(self, obj: TaskResult) -> str:
+        return _result_link(obj.retried_as)
 
     @admin.action(description="Terminate the selected running tasks", permissions=["control"])
     def terminate(self, request: HttpRequest, queryset: QuerySet[TaskResult]) -> None:
@@ -154,6 +210,13 @@ PAYLOAD_FIELDS = ("arguments", "result_json", "exception_message", "traceback_bl
 def _without_payload(fields: Any) -> tuple[str, ...]:
     kept = tuple(f for f in fields if f not in PAYLOAD_FIELDS)
     return (*kept, "payload_hidden") if "arguments" in fields else kept
+
+
+def _result_link(task_id: str) -> str:
+    if not task_id:
+        return "-"
+    url = reverse("admin:djworker_taskresult_change", args=[task_id])
+    return format_html('<a href="{}">{}</a>', url, task_id)
 
 
 def _pretty(value: Any) -> str:

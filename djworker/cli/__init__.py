@@ -18,6 +18,8 @@ from django.core.management.base import CommandError, CommandParser, OutputWrapp
 SUBCOMMANDS: dict[str, str] = {
     "status": "djworker.cli.status:Status",
     "purge": "djworker.cli.purge:Purge",
+    "retry": "djworker.cli.retry:Retry",
+    "revoke": "djworker.cli.revoke:Revoke",
 }
 
 #: exit codes shared by the commands (argparse itself exits 2 on a usage error)

@@ -17,7 +17,7 @@ from djworker import conf
 from djworker.broker import get_broker, redact_url
 from djworker.cli import EXIT_BROKER_UNREACHABLE, EXIT_UNHEALTHY, Subcommand, fail, queue_name
 from djworker.durations import for_people
-from djworker.models import Worker, WorkerConfig, WorkerState
+from djworker.models import TaskResult, TaskStatus, Worker, WorkerConfig, WorkerState
 from djworker.queues import QueueStats, Unknown, inspector_for
 
 
@@ -30,13 +30,17 @@ def profile_of(worker: Worker) -> str:
 
 
 def queue_names(workers: list[Worker], asked: list[str], broker_known: list[str]) -> list[str]:
-    """The queues worth showing: asked for, consumed, named by a profile, or on the broker."""
+    """The queues worth showing: asked for, consumed, named by a profile, known to the broker,
+    or named by a waiting or running result row (only the names come from rows, never the
+    figures)."""
     names: dict[str, None] = dict.fromkeys(asked)
     for worker in workers:
         names.update(dict.fromkeys(queues_of(worker)))
     for profile_queues in WorkerConfig.objects.values_list("queues", flat=True):
         names.update(dict.fromkeys(q for q in profile_queues.split(",") if q))
     names.update(dict.fromkeys(broker_known))
+    unfinished = TaskResult.objects.filter(status__in=(TaskStatus.READY, TaskStatus.RUNNING))
+    names.update(dict.fromkeys(unfinished.values_list("queue", flat=True).distinct()))
     names.setdefault(conf.DEFAULT_QUEUE, None)
     return list(names)
 

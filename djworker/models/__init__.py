@@ -1,6 +1,6 @@
 """djworker's tables: task results, the ``django://`` broker's messages, and the control plane."""
 
-from djworker.models.broker import QueueMessage
+from djworker.models.broker import BrokerQueue, QueueMessage
 from djworker.models.results import TaskResult, TaskStatus
 from djworker.models.workers import (
     CommandAction,
@@ -13,6 +13,7 @@ from djworker.models.workers import (
 )
 
 __all__ = [
+    "BrokerQueue",
     "CommandAction",
     "CommandStatus",
     "ControlCommand",

@@ -33,3 +33,16 @@ class QueueMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.queue}#{self.id}"
+
+
+class BrokerQueue(QueueMessage):
+    """The admin's page of broker queues (depths from the broker, purge): no table of its own.
+
+    A proxy so that the page has a place in the admin and permissions of its own; the figures
+    come from ``djworker.queues`` whatever the broker.
+    """
+
+    class Meta:
+        proxy = True
+        verbose_name = "queue"
+        permissions = [("purge_queue", "Can purge broker queues")]

@@ -75,11 +75,27 @@ class TaskResult(models.Model):
     last_attempted_at = models.DateTimeField(
         null=True, blank=True, help_text="When the latest run started (started_at: the first)."
     )
+    # Lineage of an operator's retry, both ways. Plain ids, not foreign keys: either row may
+    # be deleted by result expiry without touching the other.
+    retry_of = models.CharField(
+        max_length=64, blank=True, db_index=True, help_text="The run this one retries."
+    )
+    retried_as = models.CharField(
+        max_length=64, blank=True, help_text="The latest retry an operator sent of this run."
+    )
+    revoked_at = models.DateTimeField(
+        null=True, blank=True, help_text="When an operator revoked it; it will not run."
+    )
+    revoked_by = models.CharField(max_length=150, blank=True, help_text="Who revoked it.")
 
     class Meta:
         verbose_name = "task result"
         ordering = ["-enqueued_at"]
-        permissions = [("view_task_arguments", "Can see task arguments, results and error details")]
+        permissions = [
+            ("view_task_arguments", "Can see task arguments, results and error details"),
+            ("retry_task", "Can retry failed tasks"),
+            ("revoke_task", "Can revoke waiting tasks"),
+        ]
         indexes = [
             models.Index(fields=["status", "-enqueued_at"], name="djworker_result_status_idx"),
             # The dashboard's throughput chart and the pool advisor read the last hour(s).

@@ -40,7 +40,11 @@ def _eta(payload: Any) -> datetime | None:
 
 
 class RedisInspector(QueueInspector):
-    """Ready, delayed and reserved are known; consumers are not (Redis does not track them)."""
+    """Ready, delayed and reserved are known; consumers are not (Redis does not track them).
+
+    Redis keeps no list of queues (a queue is a list that exists while it holds messages), so
+    ``known_queues`` is empty: callers name the queues they want.
+    """
 
     family = "redis"
 
@@ -87,14 +91,3 @@ class RedisInspector(QueueInspector):
     def purge(self, name: str) -> int:
         with self.broker.connection() as connection:
             return int(connection.default_channel.queue_purge(name) or 0)
-
-    def known_queues(self) -> list[str]:
-        """Queues declared through kombu on the default exchange (its binding table)."""
-        with self.broker.connection() as connection:
-            channel = connection.default_channel
-            members = channel.client.smembers(channel.keyprefix_queue % "")
-            names = set()
-            for member in members:
-                text = member.decode() if isinstance(member, bytes) else str(member)
-                names.add(text.split(channel.sep)[-1])
-        return sorted(names)

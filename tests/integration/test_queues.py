@@ -26,17 +26,6 @@ from tests.taskapp import tasks
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(params=["django", "redis", "amqp"])
-def broker(request: pytest.FixtureRequest, use_broker: Callable[..., object]) -> str:
-    url = (
-        "django://"
-        if request.param == "django"
-        else request.getfixturevalue(f"{request.param}_url")
-    )
-    use_broker(url)
-    return url
-
-
 def stats(name: str) -> QueueStats:
     (figures,) = inspector_for(get_broker()).stats([name])
     return figures
@@ -60,20 +49,22 @@ def manage(*args: str, broker_url: str = "django://") -> subprocess.CompletedPro
     )
 
 
-def test_queue_figures_come_from_the_broker_and_purge_leaves_other_queues_intact(broker) -> None:
+def test_queue_figures_come_from_the_broker_and_purge_leaves_other_queues_intact(
+    every_broker,
+) -> None:
     purged, kept = unique_queue("purged"), unique_queue("kept")
     tasks.noop.apply_async(queue=purged)
     tasks.noop.apply_async(queue=purged, countdown=300)
     tasks.noop.apply_async(queue=kept)
 
     figures = stats(purged)
-    if broker == "django://":
+    if every_broker == "django://":
         # The database broker keeps a countdown message until it is due: delayed, not ready.
         assert (figures.ready, figures.delayed, figures.reserved) == (1, 1, 0)
     else:
         # Redis and RabbitMQ hand it to the first worker that asks, so it waits as ready.
         assert figures.ready == 2
-    if broker.startswith("amqp"):
+    if every_broker.startswith("amqp"):
         assert (figures.delayed, figures.reserved, figures.oldest_age_s) == (UNKNOWN,) * 3
         assert figures.consumers == 0
     else:
@@ -85,18 +76,18 @@ def test_queue_figures_come_from_the_broker_and_purge_leaves_other_queues_intact
     after = stats(purged)
     assert after.ready == 0
     assert after.oldest_age_s is None
-    if broker == "django://":
+    if every_broker == "django://":
         assert after.delayed == 0
     assert stats(kept).ready == 1
 
 
 def test_messages_a_worker_holds_count_as_reserved_or_delayed_never_as_ready(
-    broker, worker_factory: Callable[..., WorkerProcess]
+    every_broker, worker_factory: Callable[..., WorkerProcess]
 ) -> None:
     queue = unique_queue()
     running = tasks.sleep.apply_async((30,), queue=queue)
     tasks.noop.apply_async(queue=queue, countdown=300)
-    worker_factory("--pool", "threads", "-c", "1", "-Q", queue, broker_url=broker)
+    worker_factory("--pool", "threads", "-c", "1", "-Q", queue, broker_url=every_broker)
     wait_for(lambda: running.status == "RUNNING", what="the sleeping task to start")
 
     def held() -> QueueStats | None:
@@ -104,7 +95,7 @@ def test_messages_a_worker_holds_count_as_reserved_or_delayed_never_as_ready(
         return figures if figures.ready == 0 else None
 
     figures = wait_for(held, what="no ready message left")
-    if broker.startswith("amqp"):
+    if every_broker.startswith("amqp"):
         # AMQP cannot say what is delivered and unacknowledged: unknown, not 0.
         assert (figures.delayed, figures.reserved) == (UNKNOWN, UNKNOWN)
         assert figures.consumers == 1
@@ -155,3 +146,31 @@ def test_purge_names_the_bad_queue_in_one_line() -> None:
     assert result.returncode == 2
     assert "queue names are letters" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_admin_queue_page_shows_broker_figures_and_purges_only_with_permission_and_confirmation(
+    every_broker,
+) -> None:
+    from tests.integration.test_admin_powers import staff
+
+    purged, kept = unique_queue("purged"), unique_queue("kept")
+    tasks.noop.apply_async(queue=purged)
+    tasks.noop.apply_async(queue=kept)
+
+    viewer = staff("view_brokerqueue", username="viewer")
+    page = viewer.get("/admin/djworker/brokerqueue/").content.decode()
+    assert f'<tr data-queue="{purged}">' in page
+    assert 'type="checkbox"' not in page
+    viewer.post("/admin/djworker/brokerqueue/", {"queue": [purged], "confirmed": "yes"})
+    assert stats(purged).ready == 1
+
+    purger = staff("view_brokerqueue", "purge_queue", username="purger")
+    asked = purger.post("/admin/djworker/brokerqueue/", {"queue": [purged]}).content.decode()
+    assert "Yes, purge" in asked
+    assert stats(purged).ready == 1  # asking is not purging
+    done = purger.post(
+        "/admin/djworker/brokerqueue/", {"queue": [purged], "confirmed": "yes"}, follow=True
+    )
+    assert f"Purged 1 message(s) from {purged}." in done.content.decode()
+    assert stats(purged).ready == 0
+    assert stats(kept).ready == 1

@@ -118,3 +118,11 @@ from tests.taskapp import (  # noqa: E402
 def check_secret(password: str, *, pin: int) -> int:
     """Arguments no one should read in the admin: stored as ``[redacted]``."""
     return len(password) + pin
+
+
+@djworker.task
+def fail_unless_note(key: str) -> str:
+    """Fails until a note ``key`` exists: a failure an operator can fix, then retry."""
+    if not Note.objects.filter(text=key).exists():
+        raise ValueError(f"no note {key!r} yet")
+    return key
