@@ -201,7 +201,12 @@ class BasePool(ABC):
             )
             from djworker.result_store import record_unrecordable
 
-            record_unrecordable(job.envelope, exc)
+            try:
+                record_unrecordable(job.envelope, exc)
+            except Exception:
+                # Still report an outcome: a job without one holds its slot in the prefetch
+                # window for ever, and an exception here would end a threads-pool slot.
+                logger.exception("id=%s its failure could not be recorded either", job.task_id)
             return Outcome(job.token, job.task_id, OutcomeKind.FAILED, detail=str(exc))
 
     def guard(self, limits: Limits) -> AbstractContextManager[object]:

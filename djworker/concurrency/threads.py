@@ -19,7 +19,7 @@ from django.db import connections
 
 from djworker.concurrency.base import BasePool
 from djworker.concurrency.timelimits import SoftLimitWatchdog
-from djworker.job import Job, Limits
+from djworker.job import Job, Limits, Outcome, OutcomeKind
 from djworker.log_safety import get_logger
 
 logger = get_logger(__name__)
@@ -70,6 +70,14 @@ class ThreadPool(BasePool):
                     self._running[job.task_id] = threading.get_ident()
                 try:
                     outcome = self.run_job(job)
+                except Exception as exc:
+                    # run_job reports every error as an outcome; should one escape anyway,
+                    # the job must still report (or it holds its place in the prefetch window
+                    # for good) and the slot must live on (or its queue waits for nobody).
+                    logger.exception("id=%s the slot could not run the job", job.task_id)
+                    outcome = Outcome(
+                        job.token, job.task_id, OutcomeKind.LOST, requeue=True, detail=str(exc)
+                    )
                 finally:
                     with self._lock:
                         self._busy -= 1
