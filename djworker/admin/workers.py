@@ -16,12 +16,15 @@ from typing import Any, cast
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, JsonResponse
 from django.template.loader import render_to_string
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from djworker import bounds, permissions
+from djworker.admin import profile_form
 from djworker.admin.worker_page import WorkerPageMixin
 from djworker.concurrency import PROFILE_POOLS
 from djworker.exceptions import ConfigurationError
@@ -45,13 +48,47 @@ class WorkerConfigAdmin(admin.ModelAdmin):
         "workers_applied",
     )
     readonly_fields = ("revision", "updated_at", "followers")
+    form = profile_form.ProfileForm
+    change_form_template = "djworker/admin/profile_change_form.html"
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         # Pausing and the pool kind act on running workers like a control command does.
         readonly = list(super().get_readonly_fields(request, obj))
         if not request.user.has_perm(permissions.CONTROL_WORKER):
-            readonly.extend(permissions.CONTROL_FIELDS)
+            readonly.extend([*permissions.CONTROL_FIELDS, "custom_pool"])
         return readonly
+
+    def get_urls(self) -> list[URLPattern]:
+        live = path(
+            "<int:pk>/followers/",
+            self.admin_site.admin_view(self.followers_view),
+            name="djworker_workerconfig_followers",
+        )
+        return [live, *super().get_urls()]
+
+    def followers_view(self, request: HttpRequest, pk: int) -> JsonResponse:
+        """The followers panel, for the page's live refresh."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        profile = WorkerConfig.objects.filter(pk=pk).first()
+        if profile is None:
+            raise Http404(f"no pool settings profile with id {pk!r}")
+        rows = profile_form.worker_outcomes(profile)
+        html = render_to_string("djworker/admin/profile_followers.html", {"rows": rows})
+        response = JsonResponse({"workers": rows, "html": {"followers": html}})
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def save_model(self, request: HttpRequest, obj: WorkerConfig, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        for row in profile_form.worker_outcomes(obj):
+            sentence = profile_form.outcome_sentence(row)
+            self.message_user(request, f"{sentence[0].upper()}{sentence[1:]}.")
+
+    @admin.display(description="custom pool class")
+    def custom_pool(self, obj: WorkerConfig | None) -> str:
+        pool = obj.pool.strip() if obj is not None else ""
+        return pool if pool and pool not in PROFILE_POOLS else "-"
 
     def get_form(
         self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
@@ -62,7 +99,7 @@ class WorkerConfigAdmin(admin.ModelAdmin):
 
         class ProfileForm(form):  # type: ignore[valid-type,misc]
             def clean_pool(self) -> str:
-                pool = str(self.cleaned_data.get("pool") or "").strip()
+                pool = str(super().clean_pool()).strip()
                 before = self.instance.pool.strip() if self.instance.pk else ""
                 if pool and pool != before and pool not in PROFILE_POOLS:
                     raise forms.ValidationError(
@@ -75,7 +112,7 @@ class WorkerConfigAdmin(admin.ModelAdmin):
         return ProfileForm
 
     fieldsets = (
-        (None, {"fields": ("name", "pool", "concurrency", "paused")}),
+        (None, {"fields": ("name", "pool", "custom_pool", "concurrency", "paused")}),
         ("Autoscale", {"fields": ("autoscale_min", "autoscale_max", "autoscale_keepalive")}),
         ("Consuming", {"fields": ("queues", "prefetch_multiplier")}),
         (
@@ -111,16 +148,16 @@ class WorkerConfigAdmin(admin.ModelAdmin):
 
     @admin.display(description="workers")
     def followers(self, obj: WorkerConfig) -> str:
-        rows = [
-            {
-                "hostname": w.hostname,
-                "state": w.current_state,
-                "applied": _applied(w, obj),
-                "pinned": ", ".join(f"{k} ({v})" for k, v in sorted(w.pinned.items())),
-            }
-            for w in (obj.workers.all() if obj.pk else [])
-        ]
-        return render_to_string("djworker/admin/profile_followers.html", {"rows": rows})
+        rows = profile_form.worker_outcomes(obj) if obj.pk else []
+        panel = render_to_string("djworker/admin/profile_followers.html", {"rows": rows})
+        if not obj.pk:
+            return panel
+        url = reverse("admin:djworker_workerconfig_followers", args=[obj.pk])
+        return format_html(
+            '<div id="dw-followers" data-refresh-url="{}" data-refresh-interval-ms="2000">{}</div>',
+            url,
+            panel,  # a SafeString: the template escaped every value
+        )
 
 
 def _applied(worker: Worker, profile: WorkerConfig | None) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from djworker.models import ControlCommand, Worker
+from djworker.models import ControlCommand, Worker, WorkerConfig
 from tests.browser.test_admin_workers import log_in
 from tests.integration.harness import WorkerProcess, unique_queue, wait_for
 from tests.taskapp import tasks
@@ -125,3 +125,34 @@ def test_a_grow_click_on_the_worker_page_resizes_the_real_pool_and_the_page_show
     page.click(".dw-control-shutdown button")
     assert page.inner_text("#dw-state") == "online"
     assert not ControlCommand.objects.filter(worker=row, action="shutdown").exists()
+
+
+def test_editing_the_pool_settings_page_applies_to_the_running_worker_and_says_what_it_kept(
+    page: Any, live_server: Any, worker: tuple[WorkerProcess, str, str]
+) -> None:
+    _, hostname, _ = worker
+    row = wait_for(lambda: Worker.objects.filter(hostname=hostname).first(), what="worker row")
+    profile = WorkerConfig.objects.get(name=hostname)
+    log_in(page, live_server)
+    page.goto(f"{live_server.url}/admin/djworker/workerconfig/{profile.pk}/change/")
+    assert "prefork: CPU-bound work" in page.inner_text(".field-pool")
+    page.fill("#id_concurrency", "3")
+    page.fill("#id_prefetch_multiplier", "2")
+    page.fill("#id_max_memory_per_child", "")
+    page.click("input[name=_continue]")
+    messages = page.inner_text(".messagelist")
+    assert "keeps concurrency 2 pinned by --concurrency" in messages
+
+    page.wait_for_selector(
+        f"tr[data-worker='{hostname}'] .dw-follow-status:has-text('applied revision 2')",
+        timeout=30_000,
+    )
+    applied = page.inner_text(f"tr[data-worker='{hostname}']")
+    assert "prefetch_multiplier 2" in applied
+    assert "keeps concurrency 2 pinned by --concurrency" in applied
+    settings = {
+        field: (value, layer) for field, value, layer in Worker.objects.get(pk=row.pk).settings
+    }
+    assert settings["prefetch_multiplier"] == (2, "admin")
+    assert settings["concurrency"] == (2, "cli")
+    screenshot(page, "pool-settings.png")

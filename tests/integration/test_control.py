@@ -14,6 +14,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
+from djworker.concurrency import PROFILE_POOLS
 from djworker.exceptions import TaskFailed
 from djworker.models import ControlCommand, TaskResult, Worker, WorkerConfig
 from djworker.result import AsyncResult
@@ -68,6 +69,9 @@ def change_form_data(profile: WorkerConfig, **changes: object) -> dict[str, obje
     if profile.paused:
         data["paused"] = "on"
     data.update(changes)
+    # The form offers the built-in pools as choices and takes a custom class in its own field.
+    if data["pool"] and data["pool"] not in PROFILE_POOLS:
+        data["custom_pool"], data["pool"] = data["pool"], "custom"
     data["_save"] = "Save"
     return data
 
