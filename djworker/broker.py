@@ -55,6 +55,13 @@ class Broker:
             # Swapped after kombu parsed the URL, which thus keeps its own handling of both
             # schemes (TLS defaults for rediss://); kombu's global "redis" alias is untouched.
             connection.transport_cls = RedisTransport
+        elif connection.transport_cls in ("amqp", "amqps", "pyamqp"):
+            from djworker.transport import rabbitmq
+
+            # Likewise: kombu's py-amqp transport, refusing compressed messages (see intake).
+            connection.transport_cls = (
+                rabbitmq.SSLTransport if connection.transport_cls == "amqps" else rabbitmq.Transport
+            )
         return connection
 
     def queue(self, name: str) -> Queue:

@@ -435,18 +435,53 @@ class Consumer:
 
     def _on_decode_error(self, msg: Message, exc: Exception) -> None:
         logger.error(
-            "rejected a message that is not JSON (content_type=%s): %s", msg.content_type, exc
+            "rejected a message that could not be decoded (content_type=%.80r "
+            "content_encoding=%.80r): %s",
+            msg.content_type,
+            msg.content_encoding,
+            exc,
         )
+        msg.reject()
+
+    def _refuse(self, body: Any, msg: Message, exc: Exception) -> None:
+        """Reject a message that cannot run, recording why where it carries an id.
+
+        The message goes whether or not the record can be written: a refusal that came back
+        each time its write failed would stop every message behind it.
+        """
+        recorded = result_store.record_refused(
+            body, reason=str(exc), exception_class=type(exc).__name__
+        )
+        logger.error("rejected message (recorded=%s): %s", recorded, exc)
         msg.reject()
 
     def _on_message(self, body: Any, msg: Message) -> None:
         try:
+            self._receive(body, msg)
+        except self.recoverable_errors:
+            raise  # the connection is gone: the broker delivers the message again
+        except Exception as exc:
+            # A bug or a message nobody foresaw must not stop the worker, nor come back forever.
+            logger.exception("rejected a message that could not be handled")
+            self._forget(msg)
+            if not msg.acknowledged:
+                self._refuse(body, msg, exc)
+
+    def _forget(self, msg: Message) -> None:
+        """Stop answering for ``msg``: it is settled here, not by an outcome."""
+        tokens = {token for token, delivery in self._deliveries.items() if delivery.message is msg}
+        for token in tokens:
+            del self._deliveries[token]
+        if any(token in tokens for _, token in self._held):
+            self._held = [entry for entry in self._held if entry[1] not in tokens]
+            heapq.heapify(self._held)
+
+    def _receive(self, body: Any, msg: Message) -> None:
+        try:
             envelope = message.validate(body)
             task = get_task(envelope["task"])
         except (InvalidMessage, UnknownTask) as exc:
-            logger.error("rejected message: %s", exc)
-            result_store.record_refused(body, reason=str(exc), exception_class=type(exc).__name__)
-            msg.reject()
+            self._refuse(body, msg, exc)
             return
         if self.hold:
             # Received just before a pause took effect: back to the queue, untouched.
@@ -483,7 +518,7 @@ class Consumer:
             logger.warning("task=%s id=%s state=FAILED %s", task.name, envelope["id"], reason)
             result_store.record_refused(
                 envelope, reason=reason, exception_class=TaskExpired.__name__
-            )
+            )  # logged, never raised, if it cannot be written
             del self._deliveries[token]
             delivery.message.ack()
             return

@@ -15,7 +15,8 @@ reading its row first.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+import math
+from datetime import UTC, datetime
 from typing import Any
 
 from djworker.exceptions import InvalidMessage
@@ -39,11 +40,25 @@ _REQUIRED: dict[str, type | tuple[type, ...]] = {
 #: every write of the run fail, and the message would come back again and again
 MAX_LENGTHS = {"id": 64, "task": 255, "queue": 200}
 _OPTIONAL_TIMES = ("eta", "expires", "enqueued_at")
+#: the times a message may carry, in UTC: a day inside Python's range, so neither a UTC offset
+#: nor a day's arithmetic can push one out of it (year 1 at +14:00 is year 0 in UTC, which
+#: neither Python nor the result table's readers can hold)
+EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+#: the largest JSON body a worker takes and a publisher sends, in bytes
+MAX_BODY_BYTES = 4 * 1024 * 1024
 _OPTIONAL_SECONDS = ("time_limit", "soft_time_limit")
 
 
 def ensure_json(args: Any, kwargs: Any) -> None:
-    """Raise ``TypeError`` at the call site if JSON cannot carry the arguments unchanged."""
+    """Raise ``TypeError`` at the call site if JSON cannot carry the arguments unchanged.
+
+    Also for values JSON carries but the database cannot store, so that nothing is written:
+    a failed write would abort the caller's transaction, or fail after its commit.
+    """
+    problem = unstorable({"args": list(args), "kwargs": dict(kwargs)})
+    if problem is not None:
+        raise TypeError(f"task argument {problem}; arguments must be JSON the database can store")
     try:
         encoded = json.dumps([args, kwargs], allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -55,6 +70,40 @@ def ensure_json(args: Any, kwargs: Any) -> None:
             "task arguments must survive a JSON round trip unchanged "
             f"(dict keys must be strings); got args={args!r} kwargs={kwargs!r}"
         )
+    if len(encoded) > MAX_BODY_BYTES:
+        raise TypeError(
+            f"task arguments take {len(encoded)} bytes as JSON; at most {MAX_BODY_BYTES} "
+            "are allowed in a message"
+        )
+
+
+def unstorable(value: Any, path: str = "") -> str | None:
+    """Where ``value`` holds something the database cannot store, and what; None if nothing.
+
+    PostgreSQL's text and JSON refuse a NUL character, and its JSON refuses NaN and infinity;
+    no database stores a lone surrogate as UTF-8. Walks without recursion, so a deeply nested
+    message cannot exhaust the stack.
+    """
+    stack: list[tuple[str, Any]] = [(path, value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return f"{where or 'value'} contains a NUL character: {item[:80]!r}"
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"{where or 'value'} contains a lone surrogate: {item[:80]!r}"
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return f"{where or 'value'} is {item!r}, not a finite number"
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                stack.append((f"{where}[{key!r}]" if where else str(key), child))
+                stack.append((f"{where} key {key!r}" if where else "key", key))
+        elif isinstance(item, list | tuple):
+            stack.extend((f"{where}[{i}]", child) for i, child in enumerate(item))
+    return None
 
 
 def build(
@@ -118,6 +167,9 @@ def validate(body: Any) -> dict[str, Any]:
         )
     if body["attempt"] < 0:
         raise InvalidMessage(f"message attempt {body['attempt']!r} is negative")
+    problem = unstorable({key: body[key] for key in _REQUIRED})
+    if problem is not None:
+        raise InvalidMessage(f"message field {problem}; the result table cannot store it")
     for key in _OPTIONAL_TIMES:
         parse_time(body.get(key), key)
     for key in _OPTIONAL_SECONDS:
@@ -159,4 +211,21 @@ def parse_time(value: Any, key: str) -> datetime | None:
         raise InvalidMessage(f"message field {key!r} is not an ISO-8601 time: {value!r}") from None
     if moment.tzinfo is None:
         raise InvalidMessage(f"message field {key!r} must carry a UTC offset: {value!r}")
+    problem = out_of_range(moment)
+    if problem is not None:
+        raise InvalidMessage(f"message field {key!r} {problem}: {value!r}")
     return moment
+
+
+def out_of_range(moment: datetime) -> str | None:
+    """Why an aware time cannot be carried (outside ``EARLIEST``..``LATEST``); None if it can."""
+    try:
+        utc = moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        utc = None
+    if utc is None or not EARLIEST <= utc <= LATEST:
+        return (
+            f"is outside {EARLIEST.date().isoformat()}..{LATEST.date().isoformat()} "
+            "in UTC, the times a message may carry"
+        )
+    return None

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from djworker import message
 from djworker.commit import relaxed_commit
-from djworker.exceptions import TaskRevoked
+from djworker.exceptions import InvalidMessage, TaskRevoked
 from djworker.log_safety import get_logger
 from djworker.models.results import TaskResult, TaskStatus
 
@@ -246,25 +246,71 @@ def record_unrecordable(envelope: dict[str, Any], error: BaseException) -> None:
         logger.exception("id=%s could not record the failure either", envelope.get("id"))
 
 
-def record_refused(envelope_like: Any, *, reason: str, exception_class: str) -> None:
-    """FAILED row for a message that could not run, when it carries a usable id."""
+def _storable_text(value: Any, longest: int) -> str:
+    """``value`` cut to its column, with what the database cannot store replaced."""
+    if not isinstance(value, str):
+        return ""
+    text = value[:longest].replace("\x00", "\ufffd")
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _storable_time(value: Any) -> str | None:
+    try:
+        return value if message.parse_time(value, "time") is not None else None
+    except InvalidMessage:
+        return None
+
+
+def record_refused(envelope_like: Any, *, reason: str, exception_class: str) -> bool:
+    """FAILED row for a message that could not run, when it carries a usable id.
+
+    Never overwrites a finished row, nor the row of another task: a refused message may carry
+    any id, including that of a task that already ran. What the table cannot store (arguments
+    with a NUL character, NaN, a time out of range) is left out, so the refusal itself can be
+    written. Returns False if it could not be written: that is logged, never raised, because
+    the message must be refused whether or not its refusal is recorded.
+    """
     if not isinstance(envelope_like, dict):
-        return
+        return False
     task_id = envelope_like.get("id")
-    if not isinstance(task_id, str) or not task_id or len(task_id) > message.MAX_LENGTHS["id"]:
-        return
-    name = envelope_like.get("task")
-    queue = envelope_like.get("queue")
+    if (
+        not isinstance(task_id, str)
+        or not task_id
+        or len(task_id) > message.MAX_LENGTHS["id"]
+        or message.unstorable(task_id) is not None
+    ):
+        return False
+    args, kwargs = envelope_like.get("args"), envelope_like.get("kwargs")
+    if not isinstance(args, list) or message.unstorable(args) is not None:
+        args = []
+    if not isinstance(kwargs, dict) or message.unstorable(kwargs) is not None:
+        kwargs = {}
     envelope: dict[str, Any] = {
         "id": task_id,
-        # A refused message may name anything: cut it to the column, or the write would fail.
-        "task": name[: message.MAX_LENGTHS["task"]] if isinstance(name, str) else "",
-        "args": envelope_like.get("args") if isinstance(envelope_like.get("args"), list) else [],
-        "kwargs": envelope_like.get("kwargs")
-        if isinstance(envelope_like.get("kwargs"), dict)
-        else {},
-        "queue": queue[: message.MAX_LENGTHS["queue"]] if isinstance(queue, str) else "",
+        "task": _storable_text(envelope_like.get("task"), message.MAX_LENGTHS["task"]),
+        "args": args,
+        "kwargs": kwargs,
+        "queue": _storable_text(envelope_like.get("queue"), message.MAX_LENGTHS["queue"]),
         "priority": 0,
         "attempt": 0,
+        "eta": _storable_time(envelope_like.get("eta")),
+        "enqueued_at": _storable_time(envelope_like.get("enqueued_at")),
     }
-    record_failure(envelope, exception_class=exception_class, exception_message=reason)
+    fields = {
+        "status": TaskStatus.FAILED,
+        "exception_class": exception_class,
+        "exception_message": _storable_text(reason, 10_000),
+        "finished_at": timezone.now(),
+    }
+    unfinished = TaskResult.objects.filter(
+        id=task_id, task_name=envelope["task"], status__in=(TaskStatus.READY, TaskStatus.RUNNING)
+    )
+    try:
+        if not unfinished.update(**fields):
+            TaskResult.objects.bulk_create([_row_from(envelope, **fields)], ignore_conflicts=True)
+            # The insert may have lost to the publisher's READY row, inserted meanwhile.
+            unfinished.update(**fields)
+        return True
+    except Exception:
+        logger.exception("id=%s the refusal could not be recorded", task_id)
+        return False

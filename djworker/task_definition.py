@@ -190,11 +190,14 @@ class Task(Generic[P, R]):
             raise ValueError("give countdown or eta, not both")
         now = timezone.now()
         if countdown is not None:
-            eta = now + timedelta(seconds=float(countdown))
+            eta = _after(now, countdown, "countdown")
         if eta is not None and timezone.is_naive(eta):
             raise ValueError(f"eta must be timezone-aware; got {eta!r}")
         if isinstance(expires, int | float):
-            expires = now + timedelta(seconds=float(expires))
+            expires = _after(now, expires, "expires")
+        for option, moment in (("eta", eta), ("expires", expires)):
+            if isinstance(moment, datetime) and (problem := message.out_of_range(moment)):
+                raise ValueError(f"{option} {problem}; got {moment.isoformat()}")
         envelope = message.build(
             task_id=task_id or str(uuid.uuid4()),
             task_name=self.name,
@@ -259,6 +262,17 @@ class Task(Generic[P, R]):
         from djworker import result_store
 
         result_store.record_failure(envelope, **fields)
+
+
+def _after(now: datetime, seconds: float, option: str) -> datetime:
+    """``now`` plus ``seconds``, or a ``ValueError`` naming ``option`` if no time can hold it."""
+    try:
+        return now + timedelta(seconds=float(seconds))
+    except (OverflowError, ValueError):
+        raise ValueError(
+            f"{option} expects a number of seconds that keeps the time within "
+            f"{message.LATEST.date().isoformat()}; got {seconds!r}"
+        ) from None
 
 
 def _check_priority(priority: Any, where: str) -> int:

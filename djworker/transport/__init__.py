@@ -28,7 +28,7 @@ from time import monotonic, sleep
 from typing import Any
 
 import kombu.transport
-from django.db import DatabaseError, InterfaceError, OperationalError, connections
+from django.db import DatabaseError, InterfaceError, InternalError, OperationalError, connections
 from django.db.models import Min
 from django.utils import timezone
 from kombu.transport import virtual
@@ -67,7 +67,10 @@ class Transport(virtual.Transport):
         OperationalError,
         InterfaceError,
     )
-    channel_errors = (*virtual.Transport.channel_errors, DatabaseError)  # type: ignore[assignment]
+    # A transaction aborted under the channel is worth a new one. A data error (a value the
+    # database refuses) is not: it would come back on every new connection, so it is left to
+    # the code that wrote the value.
+    channel_errors = (*virtual.Transport.channel_errors, InternalError)  # type: ignore[assignment]
 
     def __init__(self, client: Any, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)

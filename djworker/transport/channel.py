@@ -23,11 +23,12 @@ from django.db.models import CharField, F, Q, QuerySet, Value
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 from kombu.transport import virtual
-from kombu.utils.json import dumps, loads
+from kombu.utils.json import dumps
 
 from djworker.log_safety import get_logger
+from djworker.message import out_of_range
 from djworker.models.broker import QueueMessage
-from djworker.transport import postgres
+from djworker.transport import intake, postgres
 from djworker.transport.database import database_errors, redeliverable_transaction
 from djworker.transport.listener import notify_channel
 
@@ -71,6 +72,11 @@ def due_time(message: dict[str, Any]) -> datetime:
         return now
     if timezone.is_naive(due):
         due = due.replace(tzinfo=UTC)  # the publisher's contract: eta is UTC
+    problem = out_of_range(due)
+    if problem:
+        # The row could not be stored, or read back; the consumer refuses it or runs it now.
+        logger.warning("message eta=%r %s; delivering it now", eta, problem)
+        return now
     return due if settings.USE_TZ else timezone.make_naive(due)
 
 
@@ -146,12 +152,18 @@ class Channel(virtual.Channel):
 
     def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
         """One message of ``queue`` for ``basic_get``: claimed alone, no prefetch to fill."""
-        return self._deliverable(queue, self._next_claim(queue, limit=1))
+        while True:
+            message = self._deliverable(queue, self._next_claim(queue, limit=1))
+            if message is not None:
+                return message
 
     def _get_and_deliver(self, queue: str, callback: Callable[..., Any]) -> None:
         """One message of ``queue`` for a consumer, claiming a batch if none is buffered."""
-        claim = self._next_claim(queue, limit=self._claim_room())
-        callback(self._deliverable(queue, claim), queue)
+        while True:
+            message = self._deliverable(queue, self._next_claim(queue, limit=self._claim_room()))
+            if message is not None:
+                callback(message, queue)
+                return
 
     def _claim_room(self) -> int:
         """How many messages one claim may lease: the prefetch room not already claimed."""
@@ -181,8 +193,23 @@ class Channel(virtual.Channel):
             del self._claimed[queue]
         return claim
 
-    def _deliverable(self, queue: str, claim: Claim) -> dict[str, Any]:
-        message: dict[str, Any] = loads(claim.payload)
+    def _deliverable(self, queue: str, claim: Claim) -> dict[str, Any] | None:
+        """The claimed message as kombu takes it; None if it is not one (then it is removed).
+
+        A row kombu cannot build a message from would raise at every delivery, and the claims
+        of its batch would never be delivered: it is deleted instead, with its content logged.
+        """
+        message, problem = intake.parse(claim.payload)
+        if message is None:
+            logger.error(
+                "removed message id=%s of queue=%s: %s; payload=%.200r",
+                claim.message_id,
+                queue,
+                problem,
+                claim.payload,
+            )
+            self.settle(claim.lease)
+            return None
         properties = message["properties"]
         properties["delivery_tag"] = claim.lease
         properties.setdefault("delivery_info", {}).update(

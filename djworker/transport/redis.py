@@ -41,6 +41,7 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
 from djworker.log_safety import get_logger
+from djworker.transport import intake
 from djworker.transport.redis_leases import RedisLeases
 
 __all__ = ["Channel", "QoS", "Transport"]
@@ -303,15 +304,17 @@ class Channel(kombu_redis.Channel):
                 # back in order rather than have kombu reject each to the end of the queue.
                 self._give_back(taken[position:])
                 return
-            try:
-                payload = loads(bytes_to_str(message.item))
-            except ValueError:
-                # Popped already, as kombu would have; it could never be decoded anyway.
+            payload, problem = intake.parse(message.item, tagged=True)
+            if payload is None:
+                # Popped already, as kombu would have; kombu could never deliver it anyway.
                 logger.error(
-                    "dropped a message of queue=%s that is not JSON: %.200r",
+                    "removed a message of queue=%s: %s; payload=%.200r",
                     message.queue,
+                    problem,
                     message.item,
                 )
+                if message.recorded:  # so the script found its delivery tag
+                    self.settle(loads(message.item)["properties"]["delivery_tag"])
                 continue
             tag = payload["properties"]["delivery_tag"] if message.recorded else None
             if tag is not None:

@@ -15,9 +15,12 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import connection
+
+if TYPE_CHECKING:
+    from djworker.broker import Broker
 
 ROOT = Path(__file__).resolve().parents[2]
 #: the end of the worker's "worker=NAME ready" log line (eventlet's start-up warning says
@@ -126,6 +129,18 @@ class WorkerProcess:
             self.process.wait(10)
         if hasattr(self, "_log"):
             self._log.close()
+
+
+def purge_queue(broker: Broker, name: str) -> int:
+    """Empty the queue ``name`` on ``broker``, declaring it first; returns how many were removed.
+
+    For a test that must use a shared queue (the default one): it starts from a queue it
+    emptied itself, so a message some earlier run left there cannot fail it.
+    """
+    with broker.connection() as conn:
+        bound = broker.queue(name)(conn.default_channel)
+        bound.declare()
+        return int(bound.purge() or 0)
 
 
 def unique_queue(prefix: str = "q") -> str:

@@ -97,9 +97,9 @@ def return_unserialisable() -> object:
 
 @djworker.task(ignore_result=True)
 def note_then_fail(text: str) -> None:
-    """Fails; its argument may be one the result table cannot store."""
+    """Fails with an error message the result table cannot store (PostgreSQL refuses NUL)."""
     Note.objects.create(text="note_then_fail")
-    raise ValueError("boom")
+    raise ValueError(f"boom {text}\x00")
 
 
 @djworker.task

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 
@@ -84,3 +85,40 @@ def test_arguments_json_cannot_carry_unchanged_raise_type_error(
 
 def test_tuples_and_nested_json_values_are_accepted() -> None:
     message.ensure_json((1, "a", [2.5, None], {"k": True}), {"x": {"y": [1]}})
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "named"),
+    [
+        (["a\x00b"], {}, "args[0] contains a NUL character"),
+        ([], {"x": "\ud800"}, "kwargs['x'] contains a lone surrogate"),
+        ([{"k\x00": 1}], {}, "args[0] key 'k\\x00' contains a NUL character"),
+        ([[1, [float("nan")]]], {}, "args[0][1][0] is nan"),
+    ],
+)
+def test_arguments_the_database_cannot_store_raise_type_error_naming_the_argument(
+    args: list[object], kwargs: dict[str, object], named: str
+) -> None:
+    with pytest.raises(TypeError, match=re.escape(named)):
+        message.ensure_json(args, kwargs)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("args", ["a\x00b"]),
+        ("kwargs", {"x": float("nan")}),
+        ("task", "no.such\x00task"),
+        ("id", "x\ud800"),
+        ("eta", "0001-01-01T00:00:00+14:00"),
+        ("expires", "9999-12-31T23:59:59-14:00"),
+        ("enqueued_at", "0001-01-01T00:00:00+14:00"),
+    ],
+)
+def test_a_received_value_the_database_cannot_store_is_refused(field: str, value: object) -> None:
+    with pytest.raises(InvalidMessage, match=field):
+        message.validate(envelope(**{field: value}))
+
+
+def test_times_at_the_edges_of_the_carried_range_are_accepted() -> None:
+    message.validate(envelope(eta="0001-01-02T00:00:00+00:00", expires="9999-12-30T00:00:00Z"))

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from djworker import execution
@@ -94,3 +96,35 @@ def test_jitter_keeps_the_countdown_between_zero_and_the_backoff() -> None:
     values = [execution.retry_countdown(t, attempt=4) for _ in range(200)]
     assert all(0 <= v <= 16 for v in values)
     assert len(set(values)) > 100
+
+
+def _add(a: int, b: int) -> int:
+    return a + b
+
+
+add = Task(_add, name="unit.add")  # not registered: these calls never reach a broker
+
+
+def test_a_call_with_a_value_the_database_cannot_store_raises_type_error_before_any_write() -> None:
+    # Raised before the result row or the broker is touched: no database, no broker here.
+    with pytest.raises(TypeError, match=r"args\[0\] contains a NUL character"):
+        add.delay("a\x00b", 1)
+    with pytest.raises(TypeError, match="lone surrogate"):
+        add.delay_on_commit("\udc80", 1)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"eta": dt.datetime(1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=14)))},
+        {"eta": dt.datetime(9999, 12, 31, 23, tzinfo=dt.timezone(dt.timedelta(hours=-14)))},
+        {"expires": dt.datetime(1, 1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=14)))},
+        {"countdown": 1e15},
+        {"expires": 1e15},
+    ],
+)
+def test_a_time_outside_the_carried_range_is_refused_at_the_call(
+    options: dict[str, object],
+) -> None:
+    with pytest.raises(ValueError, match="9999-12-30"):
+        add.apply_async((1, 2), **options)  # type: ignore[arg-type]
