@@ -1,0 +1,17 @@
+"""Fixtures of the hostile suite: the fault suite's side channel and worker factory, a broker."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.faults.conftest import execution_log, worker_factory
+
+__all__ = ["broker_name", "execution_log", "worker_factory"]
+
+
+@pytest.fixture(params=["django", "redis", "amqp"])
+def broker_name(request: pytest.FixtureRequest) -> str:
+    """Each hostile test runs on every broker (``django://`` on the test database's engine)."""
+    if request.param != "django":
+        request.getfixturevalue(f"{request.param}_url")  # skips, or fails in CI, if it is down
+    return str(request.param)
