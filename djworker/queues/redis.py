@@ -17,6 +17,7 @@ from typing import Any
 from django.utils import timezone
 
 from djworker import message
+from djworker.exceptions import InvalidMessage
 from djworker.queues import UNKNOWN, QueueInspector, QueueStats, Unknown
 
 
@@ -28,14 +29,14 @@ def _published_at(item: bytes | str) -> datetime | None:
         if payload.get("properties", {}).get("body_encoding") == "base64":
             body = base64.b64decode(body)
         return message.parse_time(json.loads(body).get("enqueued_at"), "enqueued_at")
-    except (ValueError, TypeError, KeyError, AttributeError):
+    except (ValueError, TypeError, KeyError, AttributeError, InvalidMessage):
         return None
 
 
 def _eta(payload: Any) -> datetime | None:
     try:
         return message.parse_time((payload.get("headers") or {}).get("eta"), "eta")
-    except (ValueError, TypeError, AttributeError):
+    except (ValueError, TypeError, AttributeError, InvalidMessage):
         return None
 
 
