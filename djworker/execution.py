@@ -118,6 +118,9 @@ def _execute(job: Job, guard: LimitGuard) -> Outcome:
 def _ensure_json_result(value: Any, task: Task[Any, Any]) -> None:
     if task.ignore_result:
         return
+    problem = message.unstorable(value, "result")
+    if problem is not None:
+        raise TypeError(f"task {task.name!r} returned a value the database cannot store: {problem}")
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 
@@ -128,3 +129,14 @@ def test_a_time_outside_the_carried_range_is_refused_at_the_call(
 ) -> None:
     with pytest.raises(ValueError, match="9999-12-30"):
         add.apply_async((1, 2), **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [("a\x00b", "result contains a NUL character"), ({"x": float("inf")}, "result['x'] is inf")],
+)
+def test_a_result_the_database_cannot_store_fails_the_run_with_a_type_error_naming_it(
+    value: object, named: str
+) -> None:
+    with pytest.raises(TypeError, match=re.escape(named)):
+        execution._ensure_json_result(value, make())
