@@ -29,7 +29,7 @@ from django.db import connections
 from djworker.concurrency.base import BasePool
 from djworker.concurrency.db_budget import DbBudget
 from djworker.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
-from djworker.job import Job, Limits
+from djworker.job import Job, Limits, Outcome, OutcomeKind
 from djworker.log_safety import get_logger
 
 logger = get_logger(__name__)
@@ -171,6 +171,13 @@ class GreenPool(BasePool):
                 self._busy += 1
                 try:
                     outcome = self._run_one(slot, job)
+                except Exception as exc:
+                    # As in the threads pool: a job must report, or it holds its place in the
+                    # prefetch window for good.
+                    logger.exception("id=%s the slot could not run the job", job.task_id)
+                    outcome = Outcome(
+                        job.token, job.task_id, OutcomeKind.LOST, requeue=True, detail=str(exc)
+                    )
                 finally:
                     slot.job = None
                     self._busy -= 1
