@@ -17,6 +17,7 @@ import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from djworker import bounds
@@ -65,6 +66,30 @@ def parse_optional_positive_int(value: Any, *, name: str) -> int | None:
     if value in (None, "", 0, "0"):
         return None
     return parse_positive_int(value, name=name)
+
+
+DEFAULT_RESULT_EXPIRES_S = 7 * 86400.0
+DEFAULT_RESULT_CLEANUP_INTERVAL_S = 300.0
+#: the longest RESULT_EXPIRES: a hundred years (longer is as good as None)
+MAX_EXPIRES_S = 100 * 365 * 86400.0
+
+
+def parse_expiry(value: Any, *, name: str) -> float | None:
+    """Seconds (a number or a ``timedelta``) before a finished result is deleted; None: never."""
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not math.isfinite(seconds)
+        or not 0 < seconds <= MAX_EXPIRES_S
+    ):
+        raise ConfigurationError(
+            f"{name} expects a positive number of seconds or a timedelta (at most 100 years), "
+            f"or None to keep results forever; got {shorten(value)!r}"
+        )
+    return float(seconds)
 
 
 def parse_seconds(value: Any, *, name: str) -> float | None:
@@ -275,6 +300,11 @@ class WorkerSettings:
     max_concurrency: int = bounds.DEFAULT_MAX_CONCURRENCY
     #: custom pool classes a profile may name (settings.DJWORKER only)
     custom_pools: tuple[str, ...] = ()
+    #: finished results, control commands and autoscale decisions older than this are deleted
+    #: (settings.DJWORKER only; None keeps them forever)
+    result_expires_s: float | None = DEFAULT_RESULT_EXPIRES_S
+    #: how often the workers of the cluster (one at a time) delete them
+    result_cleanup_interval_s: float = DEFAULT_RESULT_CLEANUP_INTERVAL_S
     # field name -> layer that set it (one of LAYERS)
     sources: Mapping[str, str] = field(default_factory=dict)
 
@@ -369,7 +399,13 @@ OPTIONS: tuple[Option, ...] = (
 OPTIONS_BY_FIELD = {o.field: o for o in OPTIONS}
 #: keys read from settings.DJWORKER only: they bound what the other layers may ask for, so the web
 #: process (validating profiles and control commands) and the workers see the same values
-SETTINGS_ONLY_KEYS = {"BROKER_TRANSPORT_OPTIONS", "MAX_CONCURRENCY", "CUSTOM_POOLS"}
+SETTINGS_ONLY_KEYS = {
+    "BROKER_TRANSPORT_OPTIONS",
+    "MAX_CONCURRENCY",
+    "CUSTOM_POOLS",
+    "RESULT_EXPIRES",
+    "RESULT_CLEANUP_INTERVAL",
+}
 SETTINGS_KEYS = {o.settings_key for o in OPTIONS} | SETTINGS_ONLY_KEYS
 
 
@@ -415,6 +451,16 @@ def read_settings(djworker_settings: Mapping[str, Any] | None = None) -> dict[st
             from djworker.concurrency import custom_pools
 
             parsed["custom_pools"] = custom_pools(djworker_settings)
+        if "RESULT_EXPIRES" in djworker_settings:
+            parsed["result_expires_s"] = parse_expiry(
+                djworker_settings["RESULT_EXPIRES"], name="settings.DJWORKER['RESULT_EXPIRES']"
+            )
+        if "RESULT_CLEANUP_INTERVAL" in djworker_settings:
+            name = "settings.DJWORKER['RESULT_CLEANUP_INTERVAL']"
+            interval = parse_seconds(djworker_settings["RESULT_CLEANUP_INTERVAL"], name=name)
+            if interval is None:
+                raise ConfigurationError(f"{name} expects a positive number of seconds; got None")
+            parsed["result_cleanup_interval_s"] = interval
     except ConfigurationError as exc:
         raise SettingsError(str(exc)) from exc
     return parsed

@@ -31,6 +31,7 @@ from djworker.autoscale import Autoscaler, Load
 from djworker.broker import redact_url
 from djworker.concurrency import GREEN_POOLS, resolve_pool
 from djworker.exceptions import ConfigurationError
+from djworker.expiry import ExpirySweeper
 from djworker.heartbeat import Heartbeat
 from djworker.log_safety import get_logger
 from djworker.models import CommandAction, CommandStatus, ControlCommand, WorkerConfig
@@ -109,8 +110,14 @@ class ControlPlane:
             self.applied_revision = self.seen_revision = profile.revision
         self.heartbeat.register(profile)
         stuck = StuckResultsWatch(self.worker.broker, lambda: list(self.worker.consumer.queues))
+        config = self.worker.config
+        expiry = ExpirySweeper(
+            hostname=config.hostname,
+            expires_s=config.result_expires_s,
+            interval_s=config.result_cleanup_interval_s,
+        )
         self.worker.control.hooks.extend(
-            [self.poll_commands, self.reconcile, self.autoscale, self.heartbeat.beat, stuck]
+            [self.poll_commands, self.reconcile, self.autoscale, self.heartbeat.beat, stuck, expiry]
         )
 
     def stopped(self) -> None:

@@ -29,5 +29,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.taskapp"]  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGGING["loggers"]["djworker"]["level"] = env("DJWORKER_LOG_LEVEL", default="INFO")  # type: ignore[index]  # noqa: F405
+# Integration tests of result expiry set these for their workers.
+if env("DJWORKER_TEST_RESULT_EXPIRES", default=""):
+    DJWORKER["RESULT_EXPIRES"] = env.float("DJWORKER_TEST_RESULT_EXPIRES")  # noqa: F405
+    DJWORKER["RESULT_CLEANUP_INTERVAL"] = env.float(  # noqa: F405
+        "DJWORKER_TEST_RESULT_CLEANUP_INTERVAL", default=300
+    )
 # Any queue name: each integration test runs its tasks on queues of its own.
 TASKS = {"default": {"BACKEND": "djworker.backend.WorkerBackend", "QUEUES": []}}

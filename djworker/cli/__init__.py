@@ -17,6 +17,7 @@ from django.core.management.base import CommandError, CommandParser, OutputWrapp
 #: command name -> "module:Class"
 SUBCOMMANDS: dict[str, str] = {
     "status": "djworker.cli.status:Status",
+    "cleanup": "djworker.cli.cleanup:Cleanup",
     "purge": "djworker.cli.purge:Purge",
     "retry": "djworker.cli.retry:Retry",
     "revoke": "djworker.cli.revoke:Revoke",

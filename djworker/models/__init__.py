@@ -1,6 +1,7 @@
 """djworker's tables: task results, the ``django://`` broker's messages, and the control plane."""
 
 from djworker.models.broker import BrokerQueue, QueueMessage
+from djworker.models.maintenance import MaintenanceLease
 from djworker.models.results import TaskResult, TaskStatus
 from djworker.models.workers import (
     CommandAction,
@@ -18,6 +19,7 @@ __all__ = [
     "CommandStatus",
     "ControlCommand",
     "Dashboard",
+    "MaintenanceLease",
     "QueueMessage",
     "TaskResult",
     "TaskStatus",

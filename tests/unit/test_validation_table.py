@@ -45,6 +45,8 @@ BAD_SETTINGS_ONLY: dict[str, list[Any]] = {
     "BROKER_TRANSPORT_OPTIONS": ["visibility_timeout=-1", [("visibility_timeout", 1)]],
     "MAX_CONCURRENCY": [0, -1, "10", 2**31, True, float("inf")],
     "CUSTOM_POOLS": ["pkg.mod:Pool", ["not a path"], [1]],
+    "RESULT_EXPIRES": [0, -1, "7d", float("nan"), True, 10**12],
+    "RESULT_CLEANUP_INTERVAL": [0, None, "5m", float("inf")],
 }
 
 #: transport option -> a bad value (in settings, values keep their Python type)
