@@ -20,8 +20,6 @@ from tests.integration.harness import WorkerProcess, unique_queue, wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-CONCURRENCY = 4
-
 
 def options(visibility_timeout_s: float) -> dict[str, object]:
     return {"visibility_timeout": visibility_timeout_s, "unacked_restore_throttle": 1}
@@ -41,7 +39,10 @@ def settled(url: str, queue: str) -> bool:
         client.close()
 
 
+@pytest.mark.parametrize(("pool", "concurrency"), [("threads", 4), ("gevent", 10)])
 def test_a_redis_crash_reruns_only_the_tasks_running_at_the_fault(
+    pool: str,
+    concurrency: int,
     persistent_redis: PrivateRedis,
     use_broker: Callable[..., object],
     worker_factory: Callable[..., WorkerProcess],
@@ -52,21 +53,22 @@ def test_a_redis_crash_reruns_only_the_tasks_running_at_the_fault(
     transport_options = options(4)
     broker = use_broker(persistent_redis.url, transport_options)
     queue = unique_queue()
-    keys = [f"k{i}" for i in range(6 * CONCURRENCY)]
+    keys = [f"k{i}" for i in range(6 * concurrency)]
     for key in keys:
         fault_tasks.run.apply_async((key, 2.0), queue=queue)
     worker = worker_factory(
         "--pool",
-        "threads",
+        pool,
         "-c",
-        str(CONCURRENCY),
+        str(concurrency),
         "-Q",
         queue,
         broker_url=persistent_redis.url,
         env=worker_env(execution_log, transport_options),
     )
-    # Four run, twelve more are reserved (prefetch 4 per slot); none has finished yet.
-    wait_for(lambda: len(execution_log.runs()) == CONCURRENCY, what="the first runs to start")
+    # A slotful runs, three times as many are reserved (prefetch 4 per slot); none has
+    # finished yet.
+    wait_for(lambda: len(execution_log.runs()) == concurrency, what="the first runs to start")
     time.sleep(0.5)
     persistent_redis.crash()
     worker.wait_for_output("lost the broker connection", timeout_s=30)
@@ -82,7 +84,7 @@ def test_a_redis_crash_reruns_only_the_tasks_running_at_the_fault(
         what=f"every task to run and settle; ran {execution_log.counts()}",
     )
     extra_runs = sum(n - 1 for n in execution_log.duplicated().values())
-    assert extra_runs <= CONCURRENCY, (execution_log.duplicated(), str(worker.log_path))
+    assert extra_runs <= concurrency, (execution_log.duplicated(), str(worker.log_path))
     assert "dropped" in worker.output
 
 
