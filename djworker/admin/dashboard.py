@@ -25,6 +25,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
 from djworker import overview, permissions
+from djworker.admin import advisor_section
 from djworker.models import Dashboard, TaskResult
 from djworker.models.workers import request_termination
 
@@ -71,6 +72,11 @@ class DashboardAdmin(admin.ModelAdmin):
             path("", wrap(self.changelist_view), name="djworker_dashboard_changelist"),
             path("data/", wrap(self.data_view), name="djworker_dashboard_data"),
             path("terminate/", wrap(self.terminate_view), name="djworker_dashboard_terminate"),
+            path(
+                "advisor/profiles/",
+                wrap(self.create_profiles_view),
+                name="djworker_dashboard_profiles",
+            ),
         ]
 
     # -- views -----------------------------------------------------------------------------------
@@ -88,6 +94,7 @@ class DashboardAdmin(admin.ModelAdmin):
             "refresh_interval_s": REFRESH_INTERVAL_S,
             "refresh_interval_ms": REFRESH_INTERVAL_S * 1000,
             **self.part_context(request),
+            **(advisor_section.context(request) if request.user.has_perm(VIEW_TASKRESULT) else {}),
             **(extra_context or {}),
         }
         return TemplateResponse(request, "djworker/admin/dashboard.html", context)
@@ -119,6 +126,9 @@ class DashboardAdmin(admin.ModelAdmin):
             "view_worker_permission": VIEW_WORKER,
             "view_taskresult_permission": VIEW_TASKRESULT,
         }
+
+    def create_profiles_view(self, request: HttpRequest) -> HttpResponse:
+        return advisor_section.create_profiles_view(self, request)
 
     def terminate_view(self, request: HttpRequest) -> HttpResponse:
         if request.method != "POST":

@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, str] = {
     "purge": "djworker.cli.purge:Purge",
     "retry": "djworker.cli.retry:Retry",
     "revoke": "djworker.cli.revoke:Revoke",
+    "advise": "djworker.cli.advise:Advise",
 }
 
 #: exit codes shared by the commands (argparse itself exits 2 on a usage error)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from djworker.models import ControlCommand, Worker, WorkerConfig
+from djworker.models import ControlCommand, TaskResult, Worker, WorkerConfig
 from tests.browser.test_admin_workers import log_in
 from tests.integration.harness import WorkerProcess, unique_queue, wait_for
 from tests.taskapp import tasks
@@ -32,30 +32,36 @@ def screenshot(page: Any, name: str) -> None:
     page.screenshot(path=str(target / name), full_page=True)
 
 
+Started = tuple[WorkerProcess, str, str]
+
+
 @pytest.fixture
-def worker(redis_url: str, use_broker: Any) -> Iterator[tuple[WorkerProcess, str, str]]:
-    """A real threads worker on Redis with its own queue and profile; the test publishes to it."""
+def start_worker(redis_url: str, use_broker: Any) -> Iterator[Callable[[int], Started]]:
+    """Start real threads workers on Redis, each with its own queue and profile; the test
+    publishes to their queues. They are killed at the end."""
     use_broker(redis_url)
-    hostname = f"browser-{uuid.uuid4().hex[:6]}"
-    queue = unique_queue()
-    process = WorkerProcess(
-        "--pool",
-        "threads",
-        "-c",
-        "2",
-        "-Q",
-        queue,
-        "-n",
-        hostname,
-        "--config",
-        hostname,
-        "--create-config",
-        broker_url=redis_url,
-    ).start()
-    try:
-        yield process, hostname, queue
-    finally:
+    started: list[WorkerProcess] = []
+
+    def start(concurrency: int) -> Started:
+        hostname = f"browser-{uuid.uuid4().hex[:6]}"
+        queue = unique_queue()
+        process = WorkerProcess(
+            *("--pool", "threads", "-c", str(concurrency), "-Q", queue, "-n", hostname),
+            *("--config", hostname, "--create-config"),
+            broker_url=redis_url,
+        )
+        started.append(process)
+        return process.start(), hostname, queue
+
+    yield start
+    for process in started:
         process.stop()
+
+
+@pytest.fixture
+def worker(start_worker: Callable[[int], Started]) -> Started:
+    """A worker of two slots."""
+    return start_worker(2)
 
 
 def busy_cell(page: Any, hostname: str) -> str:
@@ -156,3 +162,30 @@ def test_editing_the_pool_settings_page_applies_to_the_running_worker_and_says_w
     assert settings["prefetch_multiplier"] == (2, "admin")
     assert settings["concurrency"] == (2, "cli")
     screenshot(page, "pool-settings.png")
+
+
+def test_after_a_mixed_load_the_advisor_recommends_prefork_for_cpu_work_and_threads_for_waits(
+    page: Any, live_server: Any, start_worker: Callable[[int], Started]
+) -> None:
+    # One slot: the CPU-bound task shares the GIL with no other task.
+    _, _, queue = start_worker(1)
+    for _ in range(5):
+        tasks.spin.apply_async((0.15,), queue=queue)
+        tasks.sleep.apply_async((0.3,), queue=queue)
+    wait_for(
+        lambda: TaskResult.objects.filter(status="SUCCESSFUL").count() == 10,
+        timeout_s=60,
+        what="10 finished runs",
+    )
+    log_in(page, live_server)
+    page.goto(f"{live_server.url}/admin/djworker/dashboard/?advisor_window=15")
+    cpu_row = page.inner_text(".dw-advice-groups tr[data-queue='cpu']")
+    io_row = page.inner_text(".dw-advice-groups tr[data-queue='io']")
+    assert "prefork" in cpu_row and "tests.taskapp.tasks.spin" in cpu_row
+    assert "tests.taskapp.tasks.sleep" in io_row
+    assert io_row.split("\t")[1] in ("threads", "gevent")
+    assert "I/O-bound" in page.inner_text(
+        ".dw-advice-tasks tr[data-task-name='tests.taskapp.tasks.sleep']"
+    )
+    page.locator("#dw-advisor").scroll_into_view_if_needed()
+    screenshot(page, "advisor.png")

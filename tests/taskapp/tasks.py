@@ -45,6 +45,15 @@ def sleep(seconds: float, note: str = "") -> float:
 
 
 @djworker.task
+def spin(cpu_seconds: float) -> int:
+    """Busy on the CPU until this thread has used ``cpu_seconds`` (the pool advisor's tests)."""
+    start, loops = time.thread_time(), 0
+    while time.thread_time() - start < cpu_seconds:
+        loops += 1
+    return loops
+
+
+@djworker.task
 def write_note(text: str) -> int:
     return Note.objects.create(text=text).pk
 
