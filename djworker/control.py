@@ -23,12 +23,13 @@ import sys
 from concurrent.futures import Future, wait
 from typing import TYPE_CHECKING, Any
 
-from django.db import connections
+from django.db import connections, router
 from django.utils import timezone
 
 from djworker import bounds, conf
 from djworker.autoscale import Autoscaler, Load
 from djworker.broker import redact_url
+from djworker.busy import retry_when_busy
 from djworker.concurrency import GREEN_POOLS, resolve_pool
 from djworker.exceptions import ConfigurationError
 from djworker.expiry import ExpirySweeper
@@ -54,7 +55,11 @@ def profile_settings(name: str, *, create: bool = False) -> dict[str, Any]:
     one; otherwise a typo in ``--config`` would start a worker on a new, empty profile.
     """
     if create or name == conf.DEFAULT_PROFILE:
-        profile, created = WorkerConfig.objects.get_or_create(name=name)
+        profile, created = retry_when_busy(
+            lambda: WorkerConfig.objects.get_or_create(name=name),
+            alias=router.db_for_write(WorkerConfig),
+            what=f"config={name} create",
+        )
         if created:
             logger.info("config=%s created the pool settings profile with the defaults", name)
         return profile.as_settings()
@@ -331,10 +336,7 @@ class ControlPlane:
             worker_id=self.heartbeat.row_id, status=CommandStatus.PENDING
         ).order_by("created_at", "pk")
         for command in pending:
-            picked = ControlCommand.objects.filter(
-                pk=command.pk, status=CommandStatus.PENDING
-            ).update(status=CommandStatus.RUNNING, picked_at=timezone.now())
-            if not picked:
+            if not self._pick(command.pk):
                 continue
             try:
                 outcome = self.handle(command)
@@ -346,6 +348,17 @@ class ControlPlane:
             else:
                 self._finish(command.pk, CommandStatus.DONE, outcome)
         self._collect_outcomes()
+
+    def _pick(self, pk: int) -> bool:
+        """Mark a pending command RUNNING; False if another process picked it first."""
+        picked = retry_when_busy(
+            lambda: ControlCommand.objects.filter(pk=pk, status=CommandStatus.PENDING).update(
+                status=CommandStatus.RUNNING, picked_at=timezone.now()
+            ),
+            alias=router.db_for_write(ControlCommand),
+            what=f"control command={pk} pick",
+        )
+        return bool(picked)
 
     def handle(self, command: ControlCommand) -> str | Future[Any]:
         worker, consumer = self.worker, self.worker.consumer
@@ -437,6 +450,10 @@ class ControlPlane:
         self._commands = waiting
 
     def _finish(self, pk: int, status: str, message: str) -> None:
-        ControlCommand.objects.filter(pk=pk).update(
-            status=status, message=message, finished_at=timezone.now()
+        retry_when_busy(
+            lambda: ControlCommand.objects.filter(pk=pk).update(
+                status=status, message=message, finished_at=timezone.now()
+            ),
+            alias=router.db_for_write(ControlCommand),
+            what=f"control command={pk} finish",
         )

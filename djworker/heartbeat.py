@@ -12,8 +12,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from django.db import router
 from django.utils import timezone
 
+from djworker.busy import retry_when_busy
 from djworker.log_safety import get_logger
 from djworker.models import CommandStatus, ControlCommand, Worker, WorkerConfig, WorkerState
 
@@ -51,6 +53,17 @@ class Heartbeat:
 
     def register(self, config: WorkerConfig | None) -> Worker:
         """Create or take over this hostname's row; commands left for a previous process fail."""
+        row = retry_when_busy(
+            lambda: self._register(config),
+            alias=router.db_for_write(Worker),
+            what=f"worker={self.hostname} register",
+        )
+        self.row_id = row.pk
+        self._written = self.snapshot()
+        self._written_at = self.clock()
+        return row
+
+    def _register(self, config: WorkerConfig | None) -> Worker:
         now = timezone.now()
         row, _ = Worker.objects.update_or_create(
             hostname=self.hostname,
@@ -65,7 +78,6 @@ class Heartbeat:
                 "scale_events": [],
             },
         )
-        self.row_id = row.pk
         ControlCommand.objects.filter(
             worker=row, status__in=(CommandStatus.PENDING, CommandStatus.RUNNING)
         ).update(
@@ -73,35 +85,43 @@ class Heartbeat:
             finished_at=now,
             message="the worker restarted before carrying this out",
         )
-        self._written = self.snapshot()
-        self._written_at = self.clock()
         return row
 
     def beat(self) -> None:
-        if self.row_id is None:
+        row_id = self.row_id
+        if row_id is None:
             return
         snapshot = self.snapshot()
         now = self.clock()
         if snapshot == self._written and now - self._written_at < self.interval_s:
             return
-        Worker.objects.filter(pk=self.row_id).update(
-            **snapshot,
-            rss_kib=resident_memory_kib(),
-            last_heartbeat=timezone.now(),
-            state=WorkerState.ONLINE,
+        rss_kib = resident_memory_kib()
+        retry_when_busy(
+            lambda: Worker.objects.filter(pk=row_id).update(
+                **snapshot,
+                rss_kib=rss_kib,
+                last_heartbeat=timezone.now(),
+                state=WorkerState.ONLINE,
+            ),
+            alias=router.db_for_write(Worker),
+            what=f"worker={self.hostname} heartbeat",
         )
         self._written = snapshot
         self._written_at = now
 
     def stopped(self) -> None:
         """Say the worker stopped on purpose, so the admin does not show it as stale."""
-        if self.row_id is None:
+        row_id = self.row_id
+        if row_id is None:
             return
+        snapshot = {**self.snapshot(), "busy": 0}
         try:
-            Worker.objects.filter(pk=self.row_id).update(
-                **{**self.snapshot(), "busy": 0},
-                last_heartbeat=timezone.now(),
-                state=WorkerState.STOPPED,
+            retry_when_busy(
+                lambda: Worker.objects.filter(pk=row_id).update(
+                    **snapshot, last_heartbeat=timezone.now(), state=WorkerState.STOPPED
+                ),
+                alias=router.db_for_write(Worker),
+                what=f"worker={self.hostname} stop",
             )
         except Exception:
             logger.warning("worker=%s could not record its stop", self.hostname, exc_info=True)

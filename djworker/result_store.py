@@ -1,27 +1,37 @@
 """Writes to ``TaskResult``: one small function per transition of a task run.
 
 Every writer tolerates a missing row (a message published elsewhere, or with ``ignore_result``)
-and a row inserted concurrently by the publisher's still-open transaction.
+and a row inserted concurrently by the publisher's still-open transaction, and is retried while
+SQLite is busy (``djworker.busy``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
-from django.db import connections
+from django.db import connections, router
 from django.db.models import F, Value
 from django.db.models.functions import Greatest
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from djworker import message
+from djworker.busy import retry_when_busy
 from djworker.commit import relaxed_commit
 from djworker.exceptions import InvalidMessage, TaskRevoked
 from djworker.log_safety import get_logger
 from djworker.models.results import TaskResult, TaskStatus
 
 logger = get_logger(__name__)
+
+T = TypeVar("T")
+
+
+def _retried(write: Callable[[], T], what: str) -> T:
+    """``write`` (one whole write, in its own transaction), again while SQLite is busy."""
+    return retry_when_busy(write, alias=router.db_for_write(TaskResult), what=what)
 
 
 def _row_from(envelope: dict[str, Any], **fields: Any) -> TaskResult:
@@ -49,17 +59,31 @@ def unsaved_row(envelope: dict[str, Any], **fields: Any) -> TaskResult:
 
 def record_enqueued(envelope: dict[str, Any], **fields: Any) -> bool:
     """Insert the READY row for a fresh call (a retry keeps its row). Returns True."""
-    TaskResult.objects.bulk_create([_row_from(envelope, **fields)], ignore_conflicts=True)
+    row = _row_from(envelope, **fields)
+    _retried(
+        lambda: TaskResult.objects.bulk_create([row], ignore_conflicts=True),
+        f"result id={row.id} enqueued",
+    )
     return True
 
 
 def forget(task_id: str) -> None:
     """Remove the row of a call whose message could not be published."""
-    TaskResult.objects.filter(id=task_id, status=TaskStatus.READY).delete()
+    _retried(
+        TaskResult.objects.filter(id=task_id, status=TaskStatus.READY).delete,
+        f"result id={task_id} forget",
+    )
 
 
 def _write(envelope: dict[str, Any], **fields: Any) -> None:
     """Update the row, inserting it first if the publisher did not (or has not yet)."""
+    _retried(
+        lambda: _upsert(envelope, fields),
+        f"result id={envelope['id']} status={fields.get('status')}",
+    )
+
+
+def _upsert(envelope: dict[str, Any], fields: dict[str, Any]) -> None:
     if TaskResult.objects.filter(id=envelope["id"]).update(**fields):
         return
     created = TaskResult.objects.bulk_create([_row_from(envelope, **fields)], ignore_conflicts=True)
@@ -123,21 +147,25 @@ def record_started(
         "finished_at": None,
         **extra,
     }
-    # The final write of the run follows, so this one need not wait for the disk.
-    with relaxed_commit():
-        first = 2 if uncounted_before else 1
-        deliveries = _update_counting(envelope["id"], fields, at_least=first)
-        if deliveries is not None:
-            return deliveries
-        _refuse_if_revoked(envelope["id"])
-        created = TaskResult.objects.bulk_create(
-            [_row_from(envelope, **fields, attempts=envelope["attempt"] + first, deliveries=first)],
-            ignore_conflicts=True,
-        )
-        if created and created[0].pk is not None:
-            return first
-        # Lost a race with the publisher's insert: count over its READY row.
-        return _update_counting(envelope["id"], fields, at_least=first) or first
+    first = 2 if uncounted_before else 1
+
+    def write() -> int:
+        # The final write of the run follows, so this one need not wait for the disk.
+        with relaxed_commit():
+            deliveries = _update_counting(envelope["id"], fields, at_least=first)
+            if deliveries is not None:
+                return deliveries
+            _refuse_if_revoked(envelope["id"])
+            row = _row_from(
+                envelope, **fields, attempts=envelope["attempt"] + first, deliveries=first
+            )
+            created = TaskResult.objects.bulk_create([row], ignore_conflicts=True)
+            if created and created[0].pk is not None:
+                return first
+            # Lost a race with the publisher's insert: count over its READY row.
+            return _update_counting(envelope["id"], fields, at_least=first) or first
+
+    return _retried(write, f"result id={envelope['id']} status=RUNNING")
 
 
 def _refuse_if_revoked(task_id: str) -> None:
@@ -305,11 +333,15 @@ def record_refused(envelope_like: Any, *, reason: str, exception_class: str) -> 
     unfinished = TaskResult.objects.filter(
         id=task_id, task_name=envelope["task"], status__in=(TaskStatus.READY, TaskStatus.RUNNING)
     )
-    try:
+
+    def write() -> None:
         if not unfinished.update(**fields):
             TaskResult.objects.bulk_create([_row_from(envelope, **fields)], ignore_conflicts=True)
             # The insert may have lost to the publisher's READY row, inserted meanwhile.
             unfinished.update(**fields)
+
+    try:
+        _retried(write, f"result id={task_id} refused")
         return True
     except Exception:
         logger.exception("id=%s the refusal could not be recorded", task_id)

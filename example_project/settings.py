@@ -64,13 +64,27 @@ TEMPLATES = [
     }
 ]
 
+# SQLite as the database of a web process and workers at once (docs/configuration.md, SQLite).
+SQLITE_OPTIONS = {
+    # Take the write lock when a transaction begins. In SQLite's default (deferred) mode a
+    # transaction that reads and then writes fails with "database is locked" at once, whatever
+    # the timeout, as soon as another process wrote in between.
+    "transaction_mode": "IMMEDIATE",
+    # WAL: readers and the one writer no longer block each other. synchronous=FULL keeps every
+    # commit on disk before it returns (NORMAL is faster, but a power loss may undo the last
+    # commits, a just-published task among them).
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL",
+    # Seconds a write waits for the lock before "database is locked".
+    "timeout": 20,
+}
+
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
 DATABASES["default"]["CONN_MAX_AGE"] = env("CONN_MAX_AGE")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # The worker and the web process share the file: wait for locks instead of failing at once.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Options given in DATABASE_URL (?timeout=5) win over these.
+    DATABASES["default"]["OPTIONS"] = {**SQLITE_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True

@@ -19,7 +19,8 @@ env = environ.Env()
 DATABASES = {"default": env.db("DATABASE_URL")}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # The example project's IMMEDIATE transactions, WAL and busy timeout.
+    DATABASES["default"]["OPTIONS"] = {**SQLITE_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}  # noqa: F405
     # A file, so worker subprocesses see the same test database.
     DATABASES["default"].setdefault("TEST", {})["NAME"] = env(
         "DJWORKER_SQLITE_TEST_NAME",

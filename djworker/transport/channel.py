@@ -25,6 +25,7 @@ from django.utils import timezone
 from kombu.transport import virtual
 from kombu.utils.json import dumps
 
+from djworker.busy import retry_when_busy
 from djworker.log_safety import get_logger
 from djworker.message import out_of_range
 from djworker.models.broker import QueueMessage
@@ -137,8 +138,13 @@ class Channel(virtual.Channel):
             if connections[self.alias].vendor == "postgresql":
                 postgres.insert(self.alias, row, notify=notify_channel(queue))
                 return
-            with transaction.atomic(using=self.alias):
-                row.save(using=self.alias, force_insert=True)
+            retry_when_busy(
+                lambda: self._insert(row), alias=self.alias, what=f"publish queue={queue}"
+            )
+
+    def _insert(self, row: QueueMessage) -> None:
+        with transaction.atomic(using=self.alias):
+            row.save(using=self.alias, force_insert=True)
 
     def _notify(self, queue: str) -> None:
         """Wake consumers LISTENing for ``queue`` (PostgreSQL only).
@@ -179,11 +185,11 @@ class Channel(virtual.Channel):
         if not buffered:
             if limit <= 0:
                 raise Empty()  # other queues' claims fill the prefetch window
+            take = self._claim_locked if self._claims_with_skip_locked else self._claim_guarded
             with database_errors(self.alias):
-                if self._claims_with_skip_locked:
-                    claims = self._claim_locked(queue, limit)
-                else:
-                    claims = self._claim_guarded(queue)
+                claims = retry_when_busy(
+                    lambda: take(queue, limit), alias=self.alias, what=f"claim queue={queue}"
+                )
             if not claims:
                 raise Empty()
             buffered = self._claimed.setdefault(queue, deque())
@@ -260,13 +266,13 @@ class Channel(virtual.Channel):
             self.connection.leases.hold(claim.lease, claim.message_id)
         return claims
 
-    def _claim_guarded(self, queue: str) -> list[Claim]:
+    def _claim_guarded(self, queue: str, limit: int) -> list[Claim]:
         """Claim one message with a conditional UPDATE (SQLite and others without SKIP LOCKED).
 
         SQLite runs each UPDATE under its single write lock and evaluates the WHERE clause
         inside it, so of two processes racing for a row exactly one sees it still visible and
-        updates one row; the loser moves on to the next candidate. One at a time: a batch would
-        cost one such UPDATE per message anyway.
+        updates one row; the loser moves on to the next candidate. One at a time, whatever
+        ``limit``: a batch would cost one such UPDATE per message anyway.
         """
         lease = uuid.uuid4().hex
         for _ in range(CLAIM_ROUNDS):
@@ -307,7 +313,11 @@ class Channel(virtual.Channel):
         if message_id is None:
             return
         with database_errors(self.alias):
-            deleted, _ = self._messages.filter(pk=message_id, lease=lease).delete()
+            deleted, _ = retry_when_busy(
+                self._messages.filter(pk=message_id, lease=lease).delete,
+                alias=self.alias,
+                what=f"settle message id={message_id}",
+            )
         if not deleted:
             logger.warning(
                 "settling found no message id=%s: its lease expired and another worker "
@@ -320,7 +330,15 @@ class Channel(virtual.Channel):
         message_id = self.connection.leases.drop(lease)
         if message_id is None:
             return  # settled already; re-inserting would deliver it twice
-        with database_errors(self.alias), redeliverable_transaction(self.alias):
+        with database_errors(self.alias):
+            retry_when_busy(
+                lambda: self._make_visible(message_id, lease),
+                alias=self.alias,
+                what=f"give back message id={message_id}",
+            )
+
+    def _make_visible(self, message_id: int, lease: str) -> None:
+        with redeliverable_transaction(self.alias):
             claimed = self._messages.filter(pk=message_id, lease=lease)
             queue = claimed.values_list("queue", flat=True).first()
             if queue is not None and claimed.update(lease="", visible_at=timezone.now()):
@@ -338,13 +356,18 @@ class Channel(virtual.Channel):
         if not leases:
             return
         ids = [claim.message_id for claim in claims]
-        with database_errors(self.alias), redeliverable_transaction(self.alias):
-            requeued = self._messages.filter(pk__in=ids, lease__in=leases).update(
-                lease="", visible_at=timezone.now(), deliveries=F("deliveries") - 1
-            )
-            if requeued:
-                for name in queues:
-                    self._notify(name)
+
+        def requeue() -> None:
+            with redeliverable_transaction(self.alias):
+                requeued = self._messages.filter(pk__in=ids, lease__in=leases).update(
+                    lease="", visible_at=timezone.now(), deliveries=F("deliveries") - 1
+                )
+                if requeued:
+                    for name in queues:
+                        self._notify(name)
+
+        with database_errors(self.alias):
+            retry_when_busy(requeue, alias=self.alias, what=f"give back claimed={len(leases)}")
 
     def close(self) -> None:
         """Write pending acks and give back claimed, undelivered messages, then close."""

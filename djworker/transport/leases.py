@@ -22,6 +22,7 @@ from time import monotonic
 from django.db import DatabaseError, connections
 from django.utils import timezone
 
+from djworker.busy import retry_when_busy
 from djworker.log_safety import get_logger
 from djworker.models.broker import QueueMessage
 from djworker.transport import postgres
@@ -136,28 +137,38 @@ class LeaseKeeper:
     def _delete(self, leases: list[str], message_ids: list[int]) -> int:
         if connections[self.alias].vendor == "postgresql":
             return postgres.delete_settled(self.alias, message_ids=message_ids, leases=leases)
-        with redeliverable_transaction(self.alias):
-            deleted, _ = (
-                QueueMessage.objects.using(self.alias)
-                .filter(pk__in=message_ids, lease__in=leases)
-                .delete()
-            )
-        return deleted
+
+        def delete() -> int:
+            with redeliverable_transaction(self.alias):
+                deleted, _ = (
+                    QueueMessage.objects.using(self.alias)
+                    .filter(pk__in=message_ids, lease__in=leases)
+                    .delete()
+                )
+            return deleted
+
+        return retry_when_busy(delete, alias=self.alias, what=f"ack settled={len(leases)}")
 
     def renew(self) -> int:
         """One renewal round: push every held lease a full timeout ahead; return rows renewed."""
         held = self.held()
         until = timezone.now() + timedelta(seconds=self.visibility_timeout_s)
         leases = list(held)
-        renewed = 0
-        with database_errors(self.alias), redeliverable_transaction(self.alias):
-            for start in range(0, len(leases), RENEW_BATCH):
-                batch = leases[start : start + RENEW_BATCH]
-                renewed += (
-                    QueueMessage.objects.using(self.alias)
-                    .filter(pk__in=[held[lease] for lease in batch], lease__in=batch)
-                    .update(visible_at=until)
-                )
+
+        def renew_all() -> int:
+            renewed = 0
+            with redeliverable_transaction(self.alias):
+                for start in range(0, len(leases), RENEW_BATCH):
+                    batch = leases[start : start + RENEW_BATCH]
+                    renewed += (
+                        QueueMessage.objects.using(self.alias)
+                        .filter(pk__in=[held[lease] for lease in batch], lease__in=batch)
+                        .update(visible_at=until)
+                    )
+            return renewed
+
+        with database_errors(self.alias):
+            renewed = retry_when_busy(renew_all, alias=self.alias, what=f"renew held={len(leases)}")
         if renewed < len(leases):
             lost = self._lost(held)
             if lost:

@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+from tests.faults.producer import ProducerProcess
 from tests.faults.servers import PrivatePostgres, PrivateRedis
 from tests.integration.harness import ROOT, WorkerProcess
 
@@ -77,6 +78,21 @@ def worker_factory() -> Iterator[Callable[..., WorkerProcess]]:
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture
+def producer_factory() -> Iterator[Callable[..., ProducerProcess]]:
+    """Start producer processes (``ProducerProcess``); any still running at the end is killed."""
+    started: list[ProducerProcess] = []
+
+    def start(queue: str, prefix: str, count: int, **kwargs: object) -> ProducerProcess:
+        producer = ProducerProcess(queue=queue, prefix=prefix, count=count, **kwargs)  # type: ignore[arg-type]
+        started.append(producer)
+        return producer
+
+    yield start
+    for producer in started:
+        producer.kill()
 
 
 @pytest.fixture
