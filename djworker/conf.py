@@ -405,6 +405,7 @@ SETTINGS_ONLY_KEYS = {
     "CUSTOM_POOLS",
     "RESULT_EXPIRES",
     "RESULT_CLEANUP_INTERVAL",
+    "METRICS_TOKEN",
 }
 SETTINGS_KEYS = {o.settings_key for o in OPTIONS} | SETTINGS_ONLY_KEYS
 
@@ -455,6 +456,10 @@ def read_settings(djworker_settings: Mapping[str, Any] | None = None) -> dict[st
             parsed["result_expires_s"] = parse_expiry(
                 djworker_settings["RESULT_EXPIRES"], name="settings.DJWORKER['RESULT_EXPIRES']"
             )
+        if "METRICS_TOKEN" in djworker_settings:  # checked here, used by djworker.metrics
+            from djworker.metrics import parse_token
+
+            parse_token(djworker_settings["METRICS_TOKEN"])
         if "RESULT_CLEANUP_INTERVAL" in djworker_settings:
             name = "settings.DJWORKER['RESULT_CLEANUP_INTERVAL']"
             interval = parse_seconds(djworker_settings["RESULT_CLEANUP_INTERVAL"], name=name)

@@ -49,7 +49,13 @@ CASES = [
         Case("tasks", "django", "sqlite", ("-P", "threads"), imports=("django_tasks",)), id="tasks"
     ),
     pytest.param(
-        Case("all", "redis", "postgres", HEADLINE, imports=("gevent", "eventlet", "django_tasks")),
+        Case(
+            "all",
+            "redis",
+            "postgres",
+            HEADLINE,
+            imports=("gevent", "eventlet", "django_tasks", "prometheus_client"),
+        ),
         id="all",
     ),
 ]

@@ -46,6 +46,7 @@ BAD_SETTINGS_ONLY: dict[str, list[Any]] = {
     "MAX_CONCURRENCY": [0, -1, "10", 2**31, True, float("inf")],
     "CUSTOM_POOLS": ["pkg.mod:Pool", ["not a path"], [1]],
     "RESULT_EXPIRES": [0, -1, "7d", float("nan"), True, 10**12],
+    "METRICS_TOKEN": ["short", "", 12345678901234567890, " a-token-with-spaces-around "],
     "RESULT_CLEANUP_INTERVAL": [0, None, "5m", float("inf")],
 }
 
