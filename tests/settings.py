@@ -27,6 +27,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         default=str(BASE_DIR / "test_djworker.sqlite3"),  # noqa: F405
     )
 
+# A second database for the django:// broker's queue (transport option "database": "broker"),
+# so a fault test can take the results database away while the queue stays.
+if env.str("DJWORKER_TEST_BROKER_DATABASE_URL", default=""):
+    DATABASES["broker"] = env.db("DJWORKER_TEST_BROKER_DATABASE_URL")
+
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.taskapp"]  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGGING["loggers"]["djworker"]["level"] = env("DJWORKER_LOG_LEVEL", default="INFO")  # type: ignore[index]  # noqa: F405

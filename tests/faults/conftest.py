@@ -22,17 +22,17 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import pytest
 
 from tests.faults.producer import ProducerProcess
-from tests.faults.servers import PrivatePostgres, PrivateRedis
+from tests.faults.servers import PrivatePostgres, PrivateRedis, amqp_vhost_of
 from tests.integration.harness import ROOT, WorkerProcess
 
 
 class ExecutionLog:
-    """The side channel of one test: a file every run appends ``<key> <pid>`` to."""
+    """The side channel of one test: every run appends ``<key> <pid>``, a completed one then
+    ``<key> <pid> end``."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -43,17 +43,35 @@ class ExecutionLog:
         """Environment to give a worker so its task runs write here."""
         return {"DJWORKER_FAULT_LOG": str(self.path)}
 
+    def _lines(self) -> list[list[str]]:
+        return [line.split(" ") for line in self.path.read_text().splitlines() if line]
+
     def runs(self) -> list[tuple[str, int]]:
-        lines = self.path.read_text().splitlines()
-        return [(key, int(pid)) for key, pid in (line.rsplit(" ", 1) for line in lines if line)]
+        """Each run that started, as ``(key, pid)``."""
+        return [(fields[0], int(fields[1])) for fields in self._lines() if len(fields) == 2]
 
     def counts(self) -> Counter[str]:
+        """How many times each key started."""
         return Counter(key for key, _ in self.runs())
+
+    def completions(self) -> Counter[str]:
+        """How many runs of each key returned."""
+        return Counter(fields[0] for fields in self._lines() if fields[2:] == ["end"])
+
+    def running(self) -> set[str]:
+        """Keys with a run that started and has not returned (yet, or ever)."""
+        counts, completions = self.counts(), self.completions()
+        return {key for key, n in counts.items() if n > completions[key]}
 
     def lost(self, keys: Iterable[str]) -> list[str]:
         """Keys that never ran."""
         counts = self.counts()
         return [key for key in keys if counts[key] == 0]
+
+    def unfinished(self, keys: Iterable[str]) -> list[str]:
+        """Keys no run of which completed."""
+        completions = self.completions()
+        return [key for key in keys if completions[key] == 0]
 
     def duplicated(self) -> dict[str, int]:
         """Keys that ran more than once, with how many times."""
@@ -172,5 +190,4 @@ def private_postgres(postgres_cluster: PrivatePostgres) -> Iterator[PrivateDatab
 @pytest.fixture
 def amqp_vhost(amqp_url: str) -> str:
     """The RabbitMQ vhost of ``amqp_url``, to find a worker's connections in."""
-    path = urlsplit(amqp_url).path
-    return unquote(path[1:]) if len(path) > 1 else "/"
+    return amqp_vhost_of(amqp_url)

@@ -36,6 +36,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--prefix", required=True)
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--seconds", type=float, default=0.0)
+    parser.add_argument("--task", default="faults.run", help="faults.run or another task of it")
     options = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _stop)
 
@@ -43,19 +44,27 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     django.setup()
     from djworker.broker import get_broker
-    from tests.taskapp import fault_tasks
+    from djworker.task_definition import get_task
+    from tests.taskapp import fault_tasks  # noqa: F401 - registers the faults.* tasks
 
+    task = get_task(options.task)
     published = 0
     while not _stopping and (options.count == 0 or published < options.count):
         key = f"{options.prefix}{published}"
-        fault_tasks.run.apply_async((key, options.seconds), queue=options.queue)
+        task.apply_async((key, options.seconds), queue=options.queue)
         published += 1
     get_broker().close()
     print(f"published {published}", flush=True)
 
 
 def publish(
-    *, queue: str, prefix: str, count: int, env: dict[str, str], seconds: float = 0.0
+    *,
+    queue: str,
+    prefix: str,
+    count: int,
+    env: dict[str, str],
+    seconds: float = 0.0,
+    task: str = "faults.run",
 ) -> list[str]:
     """Publish from a producer process with ``env``; the keys it published."""
     subprocess.run(
@@ -67,6 +76,7 @@ def publish(
             f"--prefix={prefix}",
             f"--count={count}",
             f"--seconds={seconds}",
+            f"--task={task}",
         ],
         cwd=ROOT,
         env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **env},

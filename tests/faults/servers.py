@@ -26,6 +26,7 @@ import subprocess
 import time
 from glob import glob
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -373,3 +374,25 @@ def close_amqp_connections(pid: int, vhost: str, *, timeout_s: float = 30.0) -> 
         if closed or time.monotonic() > deadline:
             return closed
         time.sleep(0.2)
+
+
+def amqp_vhost_of(url: str) -> str:
+    """The RabbitMQ vhost an ``amqp://`` URL names (``/`` when it names none)."""
+    path = urlsplit(url).path
+    return unquote(path[1:]) if len(path) > 1 else "/"
+
+
+def amqp_queue_messages(vhost: str, queue: str) -> int:
+    """Messages of ``queue`` on RabbitMQ: ready ones and delivered ones not yet acknowledged."""
+    rabbitmqctl = require_program("rabbitmqctl", shutil.which("rabbitmqctl"))
+    listing = subprocess.run(
+        [rabbitmqctl, "-q", "list_queues", "-p", vhost, "name", "messages"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    for line in listing.splitlines():
+        name, _, count = line.partition("\t")
+        if name == queue:
+            return int(count)
+    return 0
