@@ -358,8 +358,12 @@ class Consumer:
             self.failed += 1
         try:
             self._answer(delivery, outcome)
-        finally:
-            self._release_parked(waiting, delivery, outcome)
+        except BaseException:
+            # The connection is likely gone: its redeliveries stay parked, to be dropped with
+            # it (``connection_lost``) rather than answered on it.
+            self._calls.park(outcome.token, waiting)
+            raise
+        self._release_parked(waiting, delivery, outcome)
 
     def _answer(self, delivery: Delivery, outcome: Outcome) -> None:
         """Acknowledge, hand back or retry the message of a finished run."""
@@ -397,15 +401,20 @@ class Consumer:
             outcome.requeue
         )
         if finished or not first.orphaned or first.acked:
-            for redelivery in waiting:
-                delivery = self._deliveries.pop(redelivery)
+            for position, redelivery in enumerate(waiting):
+                delivery = self._deliveries[redelivery]
+                try:
+                    delivery.message.ack()
+                except BaseException:
+                    self._calls.park(redelivery, waiting[position:])  # as in _settle
+                    raise
+                del self._deliveries[redelivery]
                 logger.info(
                     "task=%s id=%s was delivered again while it ran here; acknowledged "
                     "without a second run",
                     delivery.envelope["task"],
                     delivery.envelope["id"],
                 )
-                delivery.message.ack()
             return
         if self.stopping:
             for redelivery in waiting:

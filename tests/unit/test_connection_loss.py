@@ -15,6 +15,7 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from kombu.message import Message
 
 from djworker import conf, message
 from djworker.broker import Broker
@@ -140,3 +141,28 @@ def test_an_outcome_on_a_lost_connection_is_not_acknowledged_and_does_not_fail(
     runs.release()
     loop_until(consumer, lambda: consumer.processed == 1, "the outcome settled")
     assert not consumer._deliveries
+
+
+def test_redeliveries_waiting_on_a_run_whose_ack_fails_are_dropped_with_the_connection(
+    consumer: Consumer, runs: Runs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Three deliveries of one call on one connection (its visibility timeout ran out twice).
+    for _ in range(3):
+        publish(consumer, "long")
+    loop_until(
+        consumer,
+        lambda: len(consumer._deliveries) == 3 and runs.started == ["long"],
+        "the run started and the redeliveries parked",
+    )
+
+    def dead_channel(self: Message) -> None:
+        raise ConnectionError("the broker went away")
+
+    monkeypatch.setattr(Message, "ack", dead_channel)
+    runs.release()
+    with pytest.raises(ConnectionError):
+        loop_until(consumer, lambda: False, "the failing ack")
+    consumer.connection_lost()
+    # Nothing is left waiting for an answer that can never come.
+    assert not consumer._deliveries
+    assert runs.started == ["long"]
