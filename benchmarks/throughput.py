@@ -79,7 +79,9 @@ def main() -> None:
     worker = start_worker(args, queue)
     try:
         ready_at = wait_ready(worker)
+        cpu_at_ready = cpu_seconds(worker.pid)
         drained_at = wait_drained(args.broker, queue, args.tasks, args.with_results)
+        cpu_ms = (cpu_seconds(worker.pid) - cpu_at_ready) * 1000 / args.tasks
         rate = args.tasks / (drained_at - ready_at)
         if args.api == "django-tasks":
             args.latency_samples = 0  # measured with @djworker.task only
@@ -94,12 +96,22 @@ def main() -> None:
     )
     print(f"  publish: {args.tasks / publish_s:,.0f} msgs/s (one process, one at a time)")
     print(f"  worker:  {rate:,.0f} no-op tasks/s over {args.tasks} tasks")
+    print(f"  worker process CPU: {cpu_ms:.2f} ms per task (steady on a busy machine)")
     for label, values in (("call", call_latency), ("publish", publish_latency)):
         if len(values) < 2:
             continue
         p50 = statistics.median(values) * 1000
         p99 = statistics.quantiles(values, n=100)[98] * 1000
         print(f"  idle {label}-to-start latency: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux ``/proc``; pool children excluded).
+
+    Unlike tasks/s, this hardly moves when other processes load the machine.
+    """
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def ensure_database() -> None:

@@ -144,7 +144,7 @@ class WorkerBackend(BaseTaskBackend):
 
     def get_result(self, result_id: str) -> TaskResult:  # type: ignore[type-arg]
         from djworker import message
-        from djworker.backend_results import task_for_row, to_task_result
+        from djworker.backend_results import to_task_result
         from djworker.backend_runner import FrameworkTask
         from djworker.models.results import TaskResult as ResultRow
         from djworker.task_definition import registry
@@ -159,7 +159,7 @@ class WorkerBackend(BaseTaskBackend):
             raise TaskResultDoesNotExist(
                 f"{result_id}: its task {row.task_name!r} is not registered in this process"
             )
-        return to_task_result(row, task_for_row(registered.task, row))
+        return to_task_result(row, registered.task_for_row(row))
 
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
         """Configuration mistakes a worker would only meet later (ids djworker.E010-E012, W010)."""

@@ -10,13 +10,12 @@ One row serves both APIs. The mapping:
   ``traceback``, and gives one ``TaskError`` made from them;
 * ``return_value``: the ``result`` column once SUCCESSFUL;
 * ``task``: the registered django.tasks ``Task`` with the row's priority, queue, ``run_after``
-  and backend alias.
+  and backend alias (``FrameworkTask.task_for_row``).
 """
 
 from __future__ import annotations
 
 import builtins
-import dataclasses
 import traceback as traceback_module
 from typing import Any
 
@@ -70,24 +69,8 @@ def errors_of(row: ResultRow) -> list[TaskError]:
     return errors
 
 
-def task_for_row(task: Task, row: ResultRow) -> Task:  # type: ignore[type-arg]
-    """The registered task as this row's call used it (priority, queue, run_after, backend)."""
-    priority = task.priority if row.task_priority is None else row.task_priority
-    backend = row.backend or task.backend
-    if (priority, row.queue, row.run_after, backend) == (
-        task.priority,
-        task.queue_name,
-        task.run_after,
-        task.backend,
-    ):
-        return task
-    return dataclasses.replace(
-        task, priority=priority, queue_name=row.queue, run_after=row.run_after, backend=backend
-    )
-
-
 def to_task_result(row: ResultRow, task: Task) -> TaskResult:  # type: ignore[type-arg]
-    """The django.tasks ``TaskResult`` for a row, for ``task`` (see ``task_for_row``)."""
+    """The django.tasks ``TaskResult`` for a row and the task as its call used it."""
     result: TaskResult = TaskResult(  # type: ignore[type-arg]
         task=task,
         id=row.id,

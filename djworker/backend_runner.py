@@ -14,16 +14,19 @@ backend class as sender, after each write.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from datetime import datetime
 from typing import Any
 
+from django.core.signals import setting_changed
 from django.db import DatabaseError
+from django.dispatch import receiver
 from django.utils import timezone
 
 from djworker import message, result_store, signals
-from djworker.backend_results import error_entry, task_for_row, to_task_result, update
+from djworker.backend_results import error_entry, to_task_result, update
 from djworker.backend_task import broker_priority, extras_of
 from djworker.conf import default_hostname
 from djworker.exceptions import ConfigurationError
@@ -38,6 +41,7 @@ from djworker.tasks_framework import (
     TaskContext,
     TaskError,
     TaskResult,
+    TaskResultStatus,
     normalize_json,
     task_finished,
     task_started,
@@ -68,18 +72,36 @@ def register(task: Task) -> None:  # type: ignore[type-arg]
         raise InvalidTask(str(exc)) from None
 
 
+#: backend alias -> its backend class, the sender of the signals (cleared when TASKS changes)
+_senders: dict[str, type] = {}
+
+
 def send(signal: Any, result: TaskResult) -> None:  # type: ignore[type-arg]
     """Send a django.tasks signal as Django does (sender: the backend class), robustly.
 
     A receiver that raises is logged and changes nothing: the outcome is already stored.
     """
-    try:
-        sender: Any = type(result.task.get_backend())
-    except InvalidTaskBackend:
-        from djworker.backend import WorkerBackend
+    sender = _senders.get(result.backend)
+    if sender is None:
+        try:
+            sender = type(result.task.get_backend())
+        except InvalidTaskBackend:
+            from djworker.backend import WorkerBackend
 
-        sender = WorkerBackend
+            sender = WorkerBackend
+        _senders[result.backend] = sender
     signals.send_robust(signal, sender, task_result=result)
+
+
+@receiver(setting_changed)
+def _forget_backends(*, setting: str, **kwargs: Any) -> None:
+    # Django makes new backends when TASKS changes (override_settings in tests): what was
+    # worked out from the old ones goes too.
+    if setting == "TASKS":
+        _senders.clear()
+        for entry in registry.values():
+            if isinstance(entry, FrameworkTask):
+                entry._variants.clear()
 
 
 class FrameworkTask(NativeTask[Any, Any]):
@@ -96,6 +118,7 @@ class FrameworkTask(NativeTask[Any, Any]):
         # The live TaskResult of each run in this process, from its start to its end: the
         # context a task receives, and what the signals carry. Keyed by result id.
         self._runs: dict[str, TaskResult] = {}  # type: ignore[type-arg]
+        self._variants: dict[tuple[Any, ...], Task] = {}  # type: ignore[type-arg]
 
     def __repr__(self) -> str:
         return f"<FrameworkTask {self.name}>"
@@ -127,21 +150,26 @@ class FrameworkTask(NativeTask[Any, Any]):
         # The first run of a fresh call finds no earlier start, worker or error in its row: the
         # message says all the row would, so it is not read (a round trip per task saved).
         fresh = envelope["attempt"] == 0 and not redelivered and "django_task" in envelope
-        row = self._message_row(envelope) if fresh else self._row(envelope)
-        first_start = row.started_at or started_at
-        worker_ids = [*(row.worker_ids or []), hostname or default_hostname()]
+        result = self._from_message(envelope) if fresh else self._load(envelope)
+        first_start = result.started_at or started_at
+        worker_ids = [*result.worker_ids, hostname or default_hostname()]
         deliveries = result_store.record_started(
             envelope,
             hostname=hostname,
             started_at=first_start,
             last_attempted_at=started_at,
-            **counting,
             worker_ids=worker_ids,
+            **counting,
         )
-        row.status = TaskStatus.RUNNING
-        row.started_at, row.last_attempted_at = first_start, started_at
-        row.worker_ids, row.finished_at = worker_ids, None
-        self._runs[envelope["id"]] = self._result(row)
+        update(
+            result,
+            status=TaskStatus.RUNNING,
+            started_at=first_start,
+            last_attempted_at=started_at,
+            worker_ids=worker_ids,
+            finished_at=None,
+        )
+        self._runs[envelope["id"]] = result
         return deliveries
 
     def record_success(self, envelope: dict[str, Any], *, value: Any, **fields: Any) -> None:
@@ -192,35 +220,76 @@ class FrameworkTask(NativeTask[Any, Any]):
         if not will_retry:
             send(task_finished, result)
 
-    # -- reading the row -------------------------------------------------------------------
+    # -- the call as made ----------------------------------------------------------------
 
-    def _message_row(self, envelope: dict[str, Any]) -> ResultRow:
-        """The row as the message describes it, unsaved."""
-        framework = envelope.get("django_task") or {}
-        return result_store.unsaved_row(
-            envelope,
-            backend=framework.get("backend", self.task.backend),
-            task_priority=framework.get("priority"),
+    def task_for(
+        self, priority: int | None, queue: str, run_after: datetime | None, backend: str
+    ) -> Task:  # type: ignore[type-arg]
+        """The registered task as one call used it (``.using()`` values and backend alias).
+
+        Variants without ``run_after`` are kept: validating a new one each run would cost more
+        than the run of a small task.
+        """
+        task = self.task
+        priority = task.priority if priority is None else priority
+        backend = backend or task.backend
+        key = (priority, queue, backend)
+        if run_after is None:
+            if key == (task.priority, task.queue_name, task.backend) and task.run_after is None:
+                return task
+            if (cached := self._variants.get(key)) is not None:
+                return cached
+        try:
+            variant = dataclasses.replace(
+                task, priority=priority, queue_name=queue, run_after=run_after, backend=backend
+            )
+        except (InvalidTask, InvalidTaskBackend) as exc:
+            # A backend alias or queue this process does not accept: show the call with the
+            # task as registered rather than fail the run on bookkeeping.
+            logger.warning("task=%s shown as registered: %s", self.name, exc)
+            return task
+        if run_after is None:
+            if len(self._variants) >= 256:
+                self._variants.clear()
+            self._variants[key] = variant
+        return variant
+
+    def task_for_row(self, row: ResultRow) -> Task:  # type: ignore[type-arg]
+        return self.task_for(row.task_priority, row.queue, row.run_after, row.backend)
+
+    def _from_message(self, envelope: dict[str, Any]) -> TaskResult:  # type: ignore[type-arg]
+        """The READY result a fresh call's message describes (its row holds nothing more)."""
+        framework = envelope["django_task"]
+        run_after = message.parse_time(envelope.get("eta"), "eta")
+        return TaskResult(
+            task=self.task_for(
+                framework["priority"], envelope["queue"], run_after, framework["backend"]
+            ),
+            id=envelope["id"],
+            status=TaskResultStatus.READY,
+            enqueued_at=message.parse_time(envelope.get("enqueued_at"), "enqueued_at"),
+            started_at=None,
+            finished_at=None,
+            last_attempted_at=None,
+            args=envelope["args"],
+            kwargs=envelope["kwargs"],
+            backend=framework["backend"],
+            errors=[],
+            worker_ids=[],
         )
 
-    def _row(self, envelope: dict[str, Any]) -> ResultRow:
-        """The stored row, or an unsaved one made from the message if there is none yet."""
+    # -- reading the row -------------------------------------------------------------------
+
+    def _load(self, envelope: dict[str, Any]) -> TaskResult:  # type: ignore[type-arg]
+        """The result as its row says (or as the message says, if there is no row yet)."""
         try:
             row = ResultRow.objects.filter(id=envelope["id"]).first()
         except DatabaseError:
             logger.warning("id=%s could not read its result row", envelope["id"], exc_info=True)
             row = None
-        return row if row is not None else self._message_row(envelope)
-
-    def _result(self, row: ResultRow) -> TaskResult:  # type: ignore[type-arg]
-        try:
-            task = task_for_row(self.task, row)
-        except (InvalidTask, InvalidTaskBackend) as exc:
-            # The row names a backend alias or queue this process does not accept: the run
-            # goes on with the task as registered rather than failing on bookkeeping.
-            logger.warning("id=%s result shown with the registered task: %s", row.id, exc)
-            task = self.task
-        return to_task_result(row, task)
-
-    def _load(self, envelope: dict[str, Any]) -> TaskResult:  # type: ignore[type-arg]
-        return self._result(self._row(envelope))
+        if row is None:
+            row = result_store.unsaved_row(envelope, backend=self.task.backend)
+            framework = envelope.get("django_task")
+            if framework:
+                row.backend, row.task_priority = framework["backend"], framework["priority"]
+        return to_task_result(row, self.task_for_row(row))

@@ -1,4 +1,9 @@
-"""Demo tasks for the quickstart: ``python manage.py enqueue_demo`` sends some."""
+"""Demo tasks for the quickstart: ``python manage.py enqueue_demo`` sends some.
+
+Both styles side by side: ``@djworker.task`` and Django's own ``@task`` (``django.tasks`` on
+Django 6, the ``django-tasks`` backport on 5.2), which djworker runs through
+``djworker.backend.WorkerBackend`` (see ``TASKS`` in settings.py).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,14 @@ import random
 import time
 
 import djworker
+
+try:
+    from django.tasks import task
+except ImportError:  # Django 5.2: the backport, from pip install "djworker[tasks]"
+    try:
+        from django_tasks import task  # type: ignore[no-redef]
+    except ImportError:
+        task = None  # type: ignore[assignment]
 
 
 @djworker.task
@@ -31,3 +44,11 @@ def sleep(seconds: float) -> float:
 def crunch(n: int = 200_000) -> int:
     """CPU-bound: about 20 ms of pure Python for the default n."""
     return sum(i * i for i in range(n))
+
+
+if task is not None:
+
+    @task(queue_name="default", priority=10)
+    def greet(name: str) -> str:
+        """A django.tasks task: enqueue() it; runworker runs it like the others."""
+        return f"hello, {name}"

@@ -182,3 +182,32 @@ def test_a_time_limit_given_to_the_decorator_stops_the_task(
     ]
     assert after.return_value == 42
     assert worker.process is not None and worker.process.poll() is None
+
+
+def test_a_worker_on_redis_runs_django_tasks_in_priority_order(
+    worker_factory: Callable[..., WorkerProcess],
+    redis_url: str,
+    use_broker: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    use_broker(redis_url)
+    queue = unique_queue("dt")
+    order = tmp_path / "order.txt"
+    calls = [
+        tasks.record_order.using(queue_name=queue, priority=priority).enqueue(str(order), label)
+        for priority, label in ((-100, "low"), (100, "high"), (0, "default"))
+    ]
+    worker_factory(
+        "--pool",
+        "threads",
+        "-c",
+        "1",
+        "--prefetch-multiplier",
+        "1",
+        "-Q",
+        queue,
+        broker_url=redis_url,
+    )
+    finished(*calls)
+    assert order.read_text().split() == ["high", "default", "low"]
+    assert [c.return_value for c in calls] == ["low", "high", "default"]

@@ -24,5 +24,16 @@ class Command(BaseCommand):
         self.stdout.write(
             f"published {count + 3} tasks; first id {results[0].id if results else '-'}"
         )
+        greet = getattr(tasks, "greet", None)
+        if greet is not None:
+            greeting = greet.enqueue("djworker")
+            self.stdout.write(
+                f"enqueued a django.tasks task (greet); result id {greeting.id}, "
+                "see tasks.greet.get_result(id)"
+            )
+        else:
+            self.stdout.write(
+                'django.tasks is not installed: pip install "djworker[tasks]" on Django 5.2'
+            )
         if wait and results:
             self.stdout.write(f"first result: {results[0].get(timeout=30)}")
