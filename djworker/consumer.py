@@ -69,8 +69,17 @@ class _StopConnecting(Exception):
 class Consumer:
     """Receives messages for the worker's queues and feeds the pool."""
 
-    def __init__(self, *, broker: Broker, config: WorkerSettings, pool: BasePool) -> None:
+    def __init__(
+        self,
+        *,
+        broker: Broker,
+        config: WorkerSettings,
+        pool: BasePool,
+        clock: Callable[[], datetime] = timezone.now,
+    ) -> None:
         self.broker = broker
+        #: the time ETAs and expiry are compared with (tests pass a clock they move by hand)
+        self.clock = clock
         self.config = config
         self.pool = pool
         self.outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
@@ -313,7 +322,7 @@ class Consumer:
             return
         timeout = BUSY_WAIT_S if self.in_flight else IDLE_WAIT_S
         if self._held:
-            due_in = (self._held[0][0] - timezone.now()).total_seconds()
+            due_in = (self._held[0][0] - self.clock()).total_seconds()
             timeout = max(0.0, min(timeout, due_in))
         assert self.connection is not None
         with contextlib.suppress(TimeoutError):  # socket.timeout is TimeoutError
@@ -499,7 +508,7 @@ class Consumer:
         token = next(self._tokens)
         self._deliveries[token] = Delivery(envelope, msg)
         eta = message.parse_time(envelope.get("eta"), "eta")
-        if eta is not None and eta > timezone.now():
+        if eta is not None and eta > self.clock():
             heapq.heappush(self._held, (eta, token))
             self.update_prefetch()
             return
@@ -509,7 +518,7 @@ class Consumer:
         if self.hold:
             return
         released = False
-        now = timezone.now()
+        now = self.clock()
         while self._held and self._held[0][0] <= now:
             _, token = heapq.heappop(self._held)
             released = True
@@ -522,7 +531,7 @@ class Consumer:
         delivery = self._deliveries[token]
         envelope = delivery.envelope
         expires = message.parse_time(envelope.get("expires"), "expires")
-        if expires is not None and expires <= timezone.now():
+        if expires is not None and expires <= self.clock():
             reason = f"expired at {expires.isoformat()} before it could run"
             logger.warning("task=%s id=%s state=FAILED %s", task.name, envelope["id"], reason)
             result_store.record_refused(

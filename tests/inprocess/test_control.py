@@ -1,0 +1,124 @@
+"""The control plane, in process: control commands and profile revisions reach the consumer and
+the pool as the admin promises, with prefetch following the pool and pinned values kept.
+
+The control plane's own tick is called by the test; what it hands to the consumer's thread runs
+at the consumer's next loop iteration, as in a running worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from djworker.control import ControlPlane
+from djworker.models import CommandAction, CommandStatus, ControlCommand, WorkerConfig
+from tests.inprocess.conftest import Rig
+from tests.inprocess.test_consumer import add
+
+MakeRig = Callable[..., Rig]
+
+
+def plane_for(rig: Rig) -> ControlPlane:
+    plane = ControlPlane(rig.worker)
+    plane.start()
+    rig.worker.plane = plane
+    return plane
+
+
+def command(rig: Rig, plane: ControlPlane, action: str, n: int = 1) -> ControlCommand:
+    """Send a control command and run it to its end, as two control ticks around the consumer."""
+    sent = ControlCommand.objects.create(
+        worker_id=plane.heartbeat.row_id, action=action, argument=n
+    )
+    plane.poll_commands()
+    rig.loop(1)
+    plane.poll_commands()
+    sent.refresh_from_db()
+    return sent
+
+
+def prefetch_count(rig: Rig) -> int:
+    assert rig.consumer.connection is not None
+    return int(rig.consumer.connection.default_channel.qos.prefetch_count)
+
+
+def test_prefetch_follows_the_pool_as_a_command_grows_and_shrinks_it(make_rig: MakeRig) -> None:
+    rig = make_rig(control_interval_s=0.01)
+    plane = plane_for(rig)
+    for n in range(5):
+        add.apply_async((n, n), queue=rig.queue)
+    rig.loop()
+    assert len(rig.held.held) == 1
+    assert prefetch_count(rig) == 1
+
+    grown = command(rig, plane, CommandAction.GROW, 2)
+    assert (grown.status, grown.message) == (CommandStatus.DONE, "grew 1→3")
+    assert prefetch_count(rig) == 3
+    rig.loop()
+    assert len(rig.held.held) == 3
+
+    shrunk = command(rig, plane, CommandAction.SHRINK, 2)
+    assert (shrunk.status, shrunk.message) == (CommandStatus.DONE, "shrank 3→1")
+    assert prefetch_count(rig) == 1
+    for _ in range(3):
+        rig.held.run_next()
+    rig.loop()
+    assert len(rig.held.held) == 1  # one at a time again
+
+
+def test_a_grow_command_out_of_bounds_fails_naming_the_bound_and_the_value(
+    make_rig: MakeRig,
+) -> None:
+    rig = make_rig(control_interval_s=0.01)
+    plane = plane_for(rig)
+
+    refused = command(rig, plane, CommandAction.GROW, 0)
+
+    assert refused.status == CommandStatus.FAILED
+    assert refused.message.startswith("grow needs N from 1 to ")
+    assert refused.message.endswith("; got 0")
+    assert rig.pool.size == 1
+
+
+def test_a_profile_revision_applies_its_values_except_those_pinned_on_the_command_line(
+    make_rig: MakeRig,
+) -> None:
+    profile = WorkerConfig.objects.create(name="inprocess", concurrency=1, prefetch_multiplier=1)
+    # The command line pins prefetch_multiplier (make_rig passes 1) and leaves concurrency open.
+    rig = make_rig(profile="inprocess", concurrency=None, control_interval_s=0.01)
+    plane = plane_for(rig)
+    assert rig.worker.config.sources["concurrency"] == "admin"
+
+    profile.concurrency = 3
+    profile.prefetch_multiplier = 4
+    profile.save()
+    plane.reconcile()
+    rig.loop(1)
+
+    assert plane.applied_revision == profile.revision
+    assert plane.config_error == ""
+    assert rig.pool.size == 3
+    config = rig.worker.config
+    assert (config.prefetch_multiplier, config.sources["prefetch_multiplier"]) == (1, "cli")
+    assert prefetch_count(rig) == 3  # 3 slots x the pinned 1, not x 4
+    for n in range(5):
+        add.apply_async((n, n), queue=rig.queue)
+    rig.loop()
+    assert len(rig.held.held) == 3
+
+
+def test_a_profile_revision_that_cannot_apply_is_refused_and_says_why(make_rig: MakeRig) -> None:
+    profile = WorkerConfig.objects.create(name="inprocess")
+    rig = make_rig(pool="solo", profile="inprocess", concurrency=None, control_interval_s=0.01)
+    plane = plane_for(rig)
+
+    profile.autoscale_min, profile.autoscale_max = 1, 3
+    profile.save()
+    plane.reconcile()
+    rig.loop(1)
+
+    assert plane.config_error == (
+        f"revision {profile.revision} not applied: autoscale is not available with the solo "
+        "pool; use one of threads, prefork, gevent or eventlet"
+    )
+    assert plane.applied_revision == profile.revision - 1
+    assert rig.pool.size == 1
