@@ -3,7 +3,8 @@ two profiles it names.
 
 Shown to users who may view task results (it reads their timings); creating the profiles sets
 their pool, a control power, so it needs ``control_worker`` besides ``add_workerconfig`` and
-``change_workerconfig``. The advice is worked out when the page loads, not on every refresh.
+``change_workerconfig``. The advice is worked out when asked for (a window chosen on the
+page), never on a refresh.
 """
 
 from __future__ import annotations
@@ -37,7 +38,16 @@ def can_create_profiles(request: HttpRequest) -> bool:
 
 
 def context(request: HttpRequest) -> dict[str, Any]:
+    """The advice when the page asks for it (``?advisor_window=MINUTES``), else only the form:
+    the advice reads every run of the window, so the page does not pay for it on each visit."""
     minutes = window_of(request)
+    base = {
+        "advisor_window": minutes,
+        "advisor_windows": WINDOWS,
+        "advisor_min_runs": advisor.MIN_RUNS,
+    }
+    if "advisor_window" not in request.GET:
+        return base
     advice = advisor.advise_from_results(window_minutes=minutes, cpu_count=os.cpu_count() or 1)
     return {
         "advice": advice,
@@ -45,9 +55,7 @@ def context(request: HttpRequest) -> dict[str, Any]:
             {"load": load, "kind": str(kind), "share": f"{load.cpu_share:.2f}"}
             for load, kind in advice.tasks
         ],
-        "advisor_window": minutes,
-        "advisor_windows": WINDOWS,
-        "advisor_min_runs": advisor.MIN_RUNS,
+        **base,
         "can_create_profiles": can_create_profiles(request),
         "create_profiles_url": reverse("admin:djworker_dashboard_profiles"),
     }

@@ -87,7 +87,9 @@ def test_the_dashboard_shows_the_advice_and_only_controllers_may_create_the_prof
     controller = client_for(
         "view_taskresult", "control_worker", "add_workerconfig", "change_workerconfig"
     )
-    assert "dw-create-profiles" in controller.get(DASHBOARD).content.decode()
+    plain = controller.get(DASHBOARD).content.decode()
+    assert "dw-advise" in plain and "dw-advised-pool" not in plain  # only when asked for
+    assert "dw-create-profiles" in controller.get(f"{DASHBOARD}?advisor_window=60").content.decode()
     page = controller.post(url, {"advisor_window": "15"}, follow=True).content.decode()
     assert "Profiles written: cpu, io." in page
     assert set(WorkerConfig.objects.values_list("name", "pool")) == {
