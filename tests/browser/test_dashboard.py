@@ -8,6 +8,7 @@ refresh them; by default they go to a temporary folder).
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -189,3 +190,23 @@ def test_after_a_mixed_load_the_advisor_recommends_prefork_for_cpu_work_and_thre
     )
     page.locator("#dw-advisor").scroll_into_view_if_needed()
     screenshot(page, "advisor.png")
+
+
+def test_a_worker_that_stops_beating_turns_stale_on_the_open_dashboard(
+    page: Any, live_server: Any, worker: Started
+) -> None:
+    process, hostname, _ = worker
+    wait_for(lambda: Worker.objects.filter(hostname=hostname).exists(), what="worker row")
+    log_in(page, live_server)
+    page.goto(f"{live_server.url}/admin/djworker/dashboard/")
+    cell = f"tr[data-worker='{hostname}'] td:nth-child(2)"
+    assert page.inner_text(cell) == "online"
+    process.signal(signal.SIGSTOP)  # frozen: no heartbeat, no stop recorded
+    try:
+        # stale after three 5 s intervals without a heartbeat; the page refreshes every 3 s
+        page.wait_for_function(
+            f'document.querySelector("{cell}").textContent.trim() === "stale"', timeout=45_000
+        )
+    finally:
+        process.signal(signal.SIGCONT)
+    assert Worker.objects.get(hostname=hostname).state == "online"  # as stored: only shown stale
