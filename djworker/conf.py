@@ -14,7 +14,6 @@ import dataclasses
 import math
 import os
 import re
-import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -70,6 +69,9 @@ def parse_optional_positive_int(value: Any, *, name: str) -> int | None:
 
 DEFAULT_RESULT_EXPIRES_S = 7 * 86400.0
 DEFAULT_RESULT_CLEANUP_INTERVAL_S = 300.0
+DEFAULT_WORKER_LOST_AFTER_S = 60.0
+#: two heartbeat intervals: a live, idle worker writes its row at least every 5 s
+MIN_LOST_AFTER_S = 10.0
 #: the longest RESULT_EXPIRES: a hundred years (longer is as good as None)
 MAX_EXPIRES_S = 100 * 365 * 86400.0
 
@@ -242,12 +244,18 @@ def parse_profile_name(value: Any, *, name: str) -> str:
 
 
 def parse_hostname(value: Any, *, name: str) -> str:
+    """A worker name or name template (``%h``, ``%n``, ``%d``, ``%i``, ``%%``; see nodename)."""
+    from djworker import nodename
+
     text = parse_text(value, name=name)
     if len(text) > HOSTNAME_MAX_CHARS or not text.isprintable():
         raise ConfigurationError(
             f"{name} expects a worker name of at most {HOSTNAME_MAX_CHARS} printable "
             f"characters; got {len(text)} characters ({shorten(value)!r})"
         )
+    error = nodename.template_error(text)
+    if error:
+        raise ConfigurationError(f"{name}: {error}")
     return text
 
 
@@ -270,7 +278,9 @@ def parse_pool(value: Any, *, name: str) -> str:
 
 
 def default_hostname() -> str:
-    return f"djworker.{os.getpid()}@{socket.gethostname()}"
+    from djworker import nodename
+
+    return nodename.expand(nodename.DEFAULT_TEMPLATE)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -305,6 +315,8 @@ class WorkerSettings:
     result_expires_s: float | None = DEFAULT_RESULT_EXPIRES_S
     #: how often the workers of the cluster (one at a time) delete them
     result_cleanup_interval_s: float = DEFAULT_RESULT_CLEANUP_INTERVAL_S
+    #: a worker silent this long is marked lost and its running tasks are settled
+    worker_lost_after_s: float = DEFAULT_WORKER_LOST_AFTER_S
     # field name -> layer that set it (one of LAYERS)
     sources: Mapping[str, str] = field(default_factory=dict)
 
@@ -406,6 +418,7 @@ SETTINGS_ONLY_KEYS = {
     "RESULT_EXPIRES",
     "RESULT_CLEANUP_INTERVAL",
     "METRICS_TOKEN",
+    "WORKER_LOST_AFTER",
 }
 SETTINGS_KEYS = {o.settings_key for o in OPTIONS} | SETTINGS_ONLY_KEYS
 
@@ -466,6 +479,15 @@ def read_settings(djworker_settings: Mapping[str, Any] | None = None) -> dict[st
             if interval is None:
                 raise ConfigurationError(f"{name} expects a positive number of seconds; got None")
             parsed["result_cleanup_interval_s"] = interval
+        if "WORKER_LOST_AFTER" in djworker_settings:
+            name = "settings.DJWORKER['WORKER_LOST_AFTER']"
+            lost_after = parse_seconds(djworker_settings["WORKER_LOST_AFTER"], name=name)
+            if lost_after is None or lost_after < MIN_LOST_AFTER_S:
+                raise ConfigurationError(
+                    f"{name} expects at least {MIN_LOST_AFTER_S:g} seconds (two heartbeat "
+                    f"intervals); got {shorten(djworker_settings['WORKER_LOST_AFTER'])!r}"
+                )
+            parsed["worker_lost_after_s"] = lost_after
     except ConfigurationError as exc:
         raise SettingsError(str(exc)) from exc
     return parsed
@@ -510,9 +532,15 @@ def load_config(
     check_time_limits(resolved)
     check_sizes(resolved)
     check_profile_pool(resolved)
-    if not resolved.hostname:
-        resolved = resolved.replace(hostname=default_hostname())
-    return resolved
+    from djworker import nodename
+
+    expanded = nodename.expand(resolved.hostname or nodename.DEFAULT_TEMPLATE)
+    if len(expanded) > HOSTNAME_MAX_CHARS:
+        raise ConfigurationError(
+            f"-n/--hostname {resolved.hostname!r} expands to {len(expanded)} characters; "
+            f"worker names have at most {HOSTNAME_MAX_CHARS}"
+        )
+    return resolved.replace(hostname=expanded)
 
 
 def check_sizes(config: WorkerSettings) -> None:

@@ -35,6 +35,7 @@ from djworker.exceptions import ConfigurationError
 from djworker.expiry import ExpirySweeper
 from djworker.heartbeat import Heartbeat
 from djworker.log_safety import get_logger
+from djworker.lost_workers import LostWorkerWatch
 from djworker.models import CommandAction, CommandStatus, ControlCommand, WorkerConfig
 from djworker.stuck_results import StuckResultsWatch
 
@@ -121,8 +122,25 @@ class ControlPlane:
             expires_s=config.result_expires_s,
             interval_s=config.result_cleanup_interval_s,
         )
+        broker = self.worker.broker
+        lost = LostWorkerWatch(
+            hostname=config.hostname,
+            lost_after_s=config.worker_lost_after_s,
+            # RabbitMQ hands a dead connection's messages back at once; the others after this.
+            visibility_timeout_s=0.0
+            if broker.scheme.startswith(("amqp", "pyamqp"))
+            else float(broker.transport_options.get("visibility_timeout", 3600)),
+        )
         self.worker.control.hooks.extend(
-            [self.poll_commands, self.reconcile, self.autoscale, self.heartbeat.beat, stuck, expiry]
+            [
+                self.poll_commands,
+                self.reconcile,
+                self.autoscale,
+                self.heartbeat.beat,
+                stuck,
+                expiry,
+                lost,
+            ]
         )
 
     def stopped(self) -> None:

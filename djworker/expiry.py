@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from djworker.log_safety import get_logger
 from djworker.models import ControlCommand, MaintenanceLease, TaskResult, Worker
+from djworker.models.maintenance import take_lease
 from djworker.models.results import FINISHED_STATUSES
 from djworker.models.workers import CommandStatus
 
@@ -123,23 +124,6 @@ def sweep(
     return swept
 
 
-def take_lease(holder: str, *, hold_s: float, now: datetime | None = None) -> bool:
-    """Take the expiry lease for ``hold_s`` seconds if nobody holds it; True if taken."""
-    now = now or timezone.now()
-    until = now + timedelta(seconds=hold_s)
-    free = Q(held_until__lte=now) | Q(holder=holder)
-    fields = {"holder": holder, "held_until": until, "last_started_at": now}
-    if MaintenanceLease.objects.filter(free, name=LEASE_NAME).update(**fields):
-        return True
-    MaintenanceLease.objects.bulk_create(
-        [MaintenanceLease(name=LEASE_NAME, **fields)], ignore_conflicts=True
-    )
-    # Of workers racing to create the row, the one whose insert won finds itself in it.
-    return MaintenanceLease.objects.filter(
-        name=LEASE_NAME, holder=holder, held_until=until
-    ).exists()
-
-
 class ExpirySweeper:
     """The control-tick hook: a turn of ``sweep`` whenever this worker takes the lease.
 
@@ -166,7 +150,7 @@ class ExpirySweeper:
         if self.expires_s is None or self.clock() < self._next:
             return
         self._next = self.clock() + min(CHECK_EVERY_S, self.interval_s)
-        if not take_lease(self.hostname, hold_s=self.interval_s):
+        if not take_lease(LEASE_NAME, self.hostname, hold_s=self.interval_s):
             return
         started = time.monotonic()
         swept = sweep(self.expires_s, budget=WORKER_TURN_BATCHES)

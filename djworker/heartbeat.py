@@ -48,6 +48,7 @@ class Heartbeat:
         self.snapshot = snapshot
         self.clock = clock
         self.row_id: int | None = None
+        self._profile: WorkerConfig | None = None
         self._written: dict[str, Any] | None = None
         self._written_at = 0.0
 
@@ -65,6 +66,7 @@ class Heartbeat:
 
     def _register(self, config: WorkerConfig | None) -> Worker:
         now = timezone.now()
+        self._profile = config
         row, _ = Worker.objects.update_or_create(
             hostname=self.hostname,
             defaults={
@@ -96,7 +98,7 @@ class Heartbeat:
         if snapshot == self._written and now - self._written_at < self.interval_s:
             return
         rss_kib = resident_memory_kib()
-        retry_when_busy(
+        written = retry_when_busy(
             lambda: Worker.objects.filter(pk=row_id).update(
                 **snapshot,
                 rss_kib=rss_kib,
@@ -106,6 +108,12 @@ class Heartbeat:
             alias=router.db_for_write(Worker),
             what=f"worker={self.hostname} heartbeat",
         )
+        if not written:
+            # Someone deleted the row of this running worker: it comes back.
+            logger.warning(
+                "worker=%s row was deleted while running; writing it again", self.hostname
+            )
+            self.register(self._profile)
         self._written = snapshot
         self._written_at = now
 

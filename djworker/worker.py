@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from django.db import close_old_connections, connections
 
-from djworker import __version__, broker_durability, signals
+from djworker import __version__, broker_durability, nodename, signals
 from djworker.broker import Broker, redact_url, set_broker
 from djworker.concurrency import resolve_pool
 from djworker.concurrency.base import BasePool
-from djworker.conf import WorkerSettings, explain, spelled
+from djworker.conf import DEFAULT, WorkerSettings, explain, spelled
 from djworker.consumer import Consumer
 from djworker.exceptions import ConfigurationError
 from djworker.log_safety import get_logger
@@ -131,6 +131,9 @@ class Worker:
     """One worker process: a consumer feeding a pool, plus the control tick."""
 
     def __init__(self, config: WorkerSettings, *, stdout: Output | None = None) -> None:
+        # A name a live worker here already uses is refused (or, the default, made unique).
+        explicit = config.sources.get("hostname", DEFAULT) != DEFAULT
+        config = config.replace(hostname=nodename.claim(config.hostname, explicit=explicit))
         self.config = config
         self.stdout = stdout or sys.stdout
         self.broker = Broker(

@@ -41,5 +41,7 @@ if env("DJWORKER_TEST_RESULT_EXPIRES", default=""):
     DJWORKER["RESULT_CLEANUP_INTERVAL"] = env.float(  # noqa: F405
         "DJWORKER_TEST_RESULT_CLEANUP_INTERVAL", default=300
     )
+if env("DJWORKER_TEST_WORKER_LOST_AFTER", default=""):
+    DJWORKER["WORKER_LOST_AFTER"] = env.float("DJWORKER_TEST_WORKER_LOST_AFTER")  # noqa: F405
 # Any queue name: each integration test runs its tasks on queues of its own.
 TASKS = {"default": {"BACKEND": "djworker.backend.WorkerBackend", "QUEUES": []}}

@@ -17,7 +17,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from djworker import manual_retry, permissions, revocation
+from djworker import lost_workers, manual_retry, permissions, revocation
 from djworker.exceptions import OperationRefused
 from djworker.models import TaskResult
 from djworker.models.workers import request_termination
@@ -28,7 +28,7 @@ class TaskResultAdmin(admin.ModelAdmin):
     list_display = (
         "id",
         "task_name",
-        "status",
+        "status_display",
         "queue",
         "worker_hostname",
         "attempts",
@@ -133,6 +133,14 @@ class TaskResultAdmin(admin.ModelAdmin):
             self.log_change(request, result, change)
             done += 1
         return done
+
+    @admin.display(description="status", ordering="status")
+    def status_display(self, obj: TaskResult) -> str:
+        if obj.exit_status == lost_workers.EXIT_STATUS and obj.status == "READY":
+            return "Ready (abandoned: worker lost, waiting for the broker to deliver it again)"
+        if obj.revoked_at is not None:
+            return "Revoked"
+        return str(obj.get_status_display())
 
     @admin.display(description="retry of")
     def retry_of_link(self, obj: TaskResult) -> str:

@@ -258,6 +258,26 @@ class WorkerAdmin(WorkerPageMixin, admin.ModelAdmin):
     def has_control_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(permissions.CONTROL_WORKER)
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # An online worker would write its row back at the next heartbeat: refuse instead.
+        if obj is not None and obj.current_state == WorkerState.ONLINE:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Worker]) -> None:
+        online = list(
+            cast(WorkerQuerySet, queryset)
+            .in_state(WorkerState.ONLINE)
+            .values_list("hostname", flat=True)
+        )
+        if online:
+            self.message_user(
+                request,
+                f"Not deleted (online; stop them first): {', '.join(online)}",
+                messages.WARNING,
+            )
+        queryset.exclude(hostname__in=online).delete()
+
     # -- columns ---------------------------------------------------------------------------------
 
     @admin.display(description="state", ordering="state")

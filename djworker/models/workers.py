@@ -193,6 +193,8 @@ class WorkerState(models.TextChoices):
     ONLINE = "online", "online"
     STALE = "stale", "stale"
     STOPPED = "stopped", "stopped"
+    #: no heartbeat for longer than DJWORKER["WORKER_LOST_AFTER"]: marked by another worker
+    LOST = "lost", "lost"
 
 
 class WorkerQuerySet(models.QuerySet["Worker"]):

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from djworker import expiry
 from djworker.models import ControlCommand, MaintenanceLease, TaskResult, Worker
+from djworker.models.maintenance import take_lease
 from tests.integration.harness import WorkerProcess, unique_queue, wait_for
 from tests.taskapp import tasks
 
@@ -100,10 +101,10 @@ def test_workers_delete_exactly_the_expired_rows_while_they_keep_writing(
 
 def test_one_worker_at_a_time_holds_the_expiry_lease() -> None:
     now = timezone.now()
-    assert expiry.take_lease("a", hold_s=60, now=now)
-    assert not expiry.take_lease("b", hold_s=60, now=now + timedelta(seconds=30))
-    assert expiry.take_lease("a", hold_s=60, now=now + timedelta(seconds=30))  # its own again
-    assert expiry.take_lease("b", hold_s=60, now=now + timedelta(seconds=91))
+    assert take_lease("lease", "a", hold_s=60, now=now)
+    assert not take_lease("lease", "b", hold_s=60, now=now + timedelta(seconds=30))
+    assert take_lease("lease", "a", hold_s=60, now=now + timedelta(seconds=30))  # its own again
+    assert take_lease("lease", "b", hold_s=60, now=now + timedelta(seconds=91))
 
 
 def test_the_cleanup_command_counts_on_a_dry_run_then_deletes_only_what_expired(settings) -> None:

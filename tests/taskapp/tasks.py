@@ -135,3 +135,10 @@ def fail_unless_note(key: str) -> str:
     if not Note.objects.filter(text=key).exists():
         raise ValueError(f"no note {key!r} yet")
     return key
+
+
+@djworker.task(acks_late=False)
+def sleep_acked_early(seconds: float) -> float:
+    """Acknowledged before it runs: a lost run is never delivered again."""
+    time.sleep(seconds)
+    return seconds

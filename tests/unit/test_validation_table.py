@@ -48,6 +48,7 @@ BAD_SETTINGS_ONLY: dict[str, list[Any]] = {
     "RESULT_EXPIRES": [0, -1, "7d", float("nan"), True, 10**12],
     "METRICS_TOKEN": ["short", "", 12345678901234567890, " a-token-with-spaces-around "],
     "RESULT_CLEANUP_INTERVAL": [0, None, "5m", float("inf")],
+    "WORKER_LOST_AFTER": [0, 9, None, "1m", float("nan")],
 }
 
 #: transport option -> a bad value (in settings, values keep their Python type)
