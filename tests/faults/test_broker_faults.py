@@ -50,7 +50,12 @@ def redis_case(
 
 @pytest.mark.parametrize(
     ("crash", "pool"),
-    [(False, "threads"), (False, "prefork"), (False, "gevent"), (True, "threads")],
+    [
+        pytest.param(False, "threads", marks=pytest.mark.smoke),
+        (False, "prefork"),
+        (False, "gevent"),
+        (True, "threads"),
+    ],
 )
 def test_a_persistent_redis_that_restarts_or_crashes_loses_nothing(
     crash: bool, pool: str, persistent_redis: PrivateRedis, request: pytest.FixtureRequest
