@@ -64,7 +64,8 @@ class ClusterCollector:
 
         up = GaugeMetricFamily(
             "djworker_worker_up",
-            "1 for a worker whose heartbeat is fresh, 0 if stale",
+            "1 for a worker whose heartbeat is fresh, 0 if stale (stopped and lost ones are "
+            "absent)",
             labels=["worker"],
         )
         slots = GaugeMetricFamily(
@@ -83,7 +84,7 @@ class ClusterCollector:
             "Tasks this worker process finished as failed (resets when it starts again)",
             labels=["worker"],
         )
-        workers = Worker.objects.exclude(state=WorkerState.STOPPED)
+        workers = Worker.objects.exclude(state__in=(WorkerState.STOPPED, WorkerState.LOST))
         for worker in workers.only(
             "hostname",
             "state",
@@ -112,9 +113,9 @@ class ClusterCollector:
 
         consumed = {
             name
-            for queues in Worker.objects.exclude(state=WorkerState.STOPPED).values_list(
-                "queues", flat=True
-            )
+            for queues in Worker.objects.exclude(
+                state__in=(WorkerState.STOPPED, WorkerState.LOST)
+            ).values_list("queues", flat=True)
             for name in queues.split(",")
             if name
         }

@@ -22,7 +22,9 @@ from djworker.models import TaskResult, TaskStatus, Worker, WorkerState
 MAX_WORKERS = 200
 MAX_RUNNING = 50
 #: the order workers are listed in: the ones needing a look first
-STATE_ORDER: dict[str, int] = {"stale": 0, "online": 1, "stopped": 2}
+STATE_ORDER: dict[str, int] = {"stale": 0, "lost": 1, "online": 2, "stopped": 3}
+#: states of a worker that runs nothing any more (lost: another worker settled its tasks)
+GONE = frozenset({WorkerState.STOPPED, WorkerState.LOST})
 
 
 @functools.lru_cache(maxsize=32)
@@ -63,7 +65,7 @@ def worker_row(worker: Worker, *, now: datetime) -> dict[str, Any]:
         "state": state,
         "pool": worker.pool,
         "pool_size": worker.pool_size,
-        "busy": worker.busy if state != WorkerState.STOPPED else 0,
+        "busy": worker.busy if state not in GONE else 0,
         "autoscale": _autoscale(worker),
         "paused": worker.paused,
         "queues": worker.queues,
@@ -77,7 +79,8 @@ def worker_row(worker: Worker, *, now: datetime) -> dict[str, Any]:
 
 
 def worker_rows(*, now: datetime) -> tuple[list[dict[str, Any]], int]:
-    """Every worker (stale first, stopped last) as the dashboard lists it, and their count."""
+    """Every worker (stale and lost first, stopped last) as the dashboard lists it, and their
+    count."""
     workers = list(
         Worker.objects.select_related("config")
         .defer("scale_events", "pinned")
@@ -122,7 +125,7 @@ def queue_rows(workers: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str
 
     consuming: Counter[str] = Counter()
     for worker in workers:
-        if worker["state"] != WorkerState.STOPPED:
+        if worker["state"] not in GONE:
             consuming.update(filter(None, worker["queues"].split(",")))
     stats, error = read_queues(lambda known: queue_names([], list(consuming), known))
     rows = [{**q.as_dict(), "workers": consuming.get(q.name, 0)} for q in stats]
@@ -143,7 +146,8 @@ def snapshot(*, see_workers: bool, see_tasks: bool, now: datetime | None = None)
         data["totals"] = {
             "online": sum(w["state"] == WorkerState.ONLINE for w in workers),
             "stale": sum(w["state"] == WorkerState.STALE for w in workers),
-            "slots": sum(w["pool_size"] for w in workers if w["state"] != WorkerState.STOPPED),
+            "lost": sum(w["state"] == WorkerState.LOST for w in workers),
+            "slots": sum(w["pool_size"] for w in workers if w["state"] not in GONE),
             "busy": sum(w["busy"] for w in workers),
         }
         data["queues"], data["broker_error"] = queue_rows(workers)

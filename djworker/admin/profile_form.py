@@ -176,7 +176,9 @@ def worker_outcomes(profile: WorkerConfig) -> list[dict[str, Any]]:
     except ConfigurationError:  # a row written without validation; the workers say why
         values = {}
     rows = []
-    workers = Worker.objects.filter(config=profile).exclude(state=WorkerState.STOPPED)
+    workers = Worker.objects.filter(config=profile).exclude(
+        state__in=(WorkerState.STOPPED, WorkerState.LOST)
+    )
     for worker in workers.order_by("hostname"):
         current = {field: value for field, value, _layer in worker.settings or ()}
         kept, applied = [], []

@@ -73,7 +73,9 @@ def test_a_staff_user_without_view_permissions_sees_which_permission_shows_each_
     assert "workers" not in data and "running" not in data
 
 
-def test_the_json_lists_workers_with_their_figures_and_a_silent_worker_turns_stale() -> None:
+def test_the_json_lists_workers_with_their_figures_and_a_silent_worker_turns_stale_or_lost() -> (
+    None
+):
     profile = WorkerConfig.objects.create(name=f"p{uuid.uuid4().hex[:6]}")
     Worker.objects.create(
         hostname="w-live",
@@ -93,6 +95,7 @@ def test_the_json_lists_workers_with_their_figures_and_a_silent_worker_turns_sta
         last_heartbeat=timezone.now() - timedelta(seconds=16),
         heartbeat_interval_s=5,
     )
+    Worker.objects.create(hostname="w-lost", pool="threads", pool_size=3, busy=2, state="lost")
     data = client_for("view_worker").get(DATA).json()
     rows = {w["hostname"]: w for w in data["workers"]}
     live = rows["w-live"]
@@ -104,8 +107,9 @@ def test_the_json_lists_workers_with_their_figures_and_a_silent_worker_turns_sta
     )
     assert (live["rss_mib"], live["profile"], live["profile_applied"]) == (2.0, profile.name, "yes")
     assert rows["w-silent"]["state"] == "stale"
-    assert data["workers"][0]["hostname"] == "w-silent"
-    assert data["totals"] == {"online": 1, "stale": 1, "slots": 6, "busy": 3}
+    assert [w["hostname"] for w in data["workers"]] == ["w-silent", "w-lost", "w-live"]
+    assert (rows["w-lost"]["state"], rows["w-lost"]["busy"]) == ("lost", 0)
+    assert data["totals"] == {"online": 1, "stale": 1, "lost": 1, "slots": 6, "busy": 3}
     assert 'class="state-stale">stale' in data["html"]["workers"]
 
 
