@@ -1,6 +1,7 @@
 """djworker: a managed background-task worker for Django.
 
-Public surface: ``task`` (the decorator), ``Task``, ``AsyncResult`` and ``__version__``.
+Public surface: ``task`` (the decorator), ``Task``, ``AsyncResult``, ``progress`` (called
+inside a running task) and ``__version__``.
 """
 
 from __future__ import annotations
@@ -8,11 +9,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["AsyncResult", "Task", "__version__", "task"]
+__all__ = ["AsyncResult", "Task", "__version__", "progress", "task"]
 
 if TYPE_CHECKING:
     from djworker.result import AsyncResult
     from djworker.task_definition import Task, task
+    from djworker.task_progress import progress
 
 
 def __getattr__(name: str) -> Any:
@@ -23,6 +25,12 @@ def __getattr__(name: str) -> Any:
         from djworker import task_definition
 
         return getattr(task_definition, name)
+    if name == "progress":
+        from djworker.task_progress import progress
+
+        # Kept here: tasks call it in loops, and this hook runs on every missing attribute.
+        globals()["progress"] = progress
+        return progress
     if name == "AsyncResult":
         from djworker.result import AsyncResult
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import close_old_connections
 from django.utils import timezone
 
-from djworker import delivery_cap, message, result_store, signals
+from djworker import delivery_cap, message, result_store, signals, task_progress
 from djworker.exceptions import TaskRevoked, UnknownTask, WorkerLost
 from djworker.job import Job, Limits, Outcome, OutcomeKind
 from djworker.log_safety import get_logger
@@ -83,7 +83,7 @@ def _execute(job: Job, guard: LimitGuard) -> Outcome:
     wall_start = time.perf_counter()
     cpu_start = time.thread_time()
     try:
-        with guard(job.limits):
+        with guard(job.limits), task_progress.running(job.task_id):
             value = task.invoke(envelope)
         _ensure_json_result(value, task)
     except (Exception, KeyboardInterrupt, SystemExit) as exc:

@@ -8,6 +8,7 @@ from typing import Any
 from djworker.exceptions import ResultTimeout, TaskFailed
 from djworker.models.results import FINISHED_STATUSES, TaskResult, TaskStatus
 from djworker.models.workers import ControlCommand, request_termination
+from djworker.task_progress import Progress
 
 
 class AsyncResult:
@@ -44,6 +45,18 @@ class AsyncResult:
     def traceback(self) -> str:
         row = self._row()
         return row.traceback if row else ""
+
+    @property
+    def progress(self) -> Progress | None:
+        """The latest progress the task reported with ``djworker.progress()``, if any."""
+        row = (
+            TaskResult.objects.filter(id=self.id)
+            .values_list("progress_done", "progress_total", "progress_note", "progress_at")
+            .first()
+        )
+        if row is None or row[0] is None:
+            return None
+        return Progress(done=row[0], total=row[1], note=row[2], at=row[3])
 
     def ready(self) -> bool:
         return self.status in FINISHED_STATUSES

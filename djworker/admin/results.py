@@ -29,6 +29,7 @@ class TaskResultAdmin(admin.ModelAdmin):
         "id",
         "task_name",
         "status_display",
+        "progress_bar",
         "queue",
         "worker_hostname",
         "attempts",
@@ -141,6 +142,21 @@ class TaskResultAdmin(admin.ModelAdmin):
         if obj.revoked_at is not None:
             return "Revoked"
         return str(obj.get_status_display())
+
+    @admin.display(description="progress")
+    def progress_bar(self, obj: TaskResult) -> str:
+        if obj.status != "RUNNING" or obj.progress_done is None:
+            return ""
+        if not obj.progress_total:
+            return format_html("{} {}", obj.progress_done, obj.progress_note)
+        return format_html(
+            '<progress value="{}" max="{}"></progress> {}/{} {}',
+            obj.progress_done,
+            obj.progress_total,
+            obj.progress_done,
+            obj.progress_total,
+            obj.progress_note,
+        )
 
     @admin.display(description="retry of")
     def retry_of_link(self, obj: TaskResult) -> str:

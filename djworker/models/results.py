@@ -87,6 +87,12 @@ class TaskResult(models.Model):
         null=True, blank=True, help_text="When an operator revoked it; it will not run."
     )
     revoked_by = models.CharField(max_length=150, blank=True, help_text="Who revoked it.")
+    # What the task reports with djworker.progress() while it runs (written at most twice a
+    # second, never by a task shorter than that).
+    progress_done = models.BigIntegerField(null=True, blank=True)
+    progress_total = models.BigIntegerField(null=True, blank=True)
+    progress_note = models.CharField(max_length=200, blank=True)
+    progress_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = "task result"

@@ -142,3 +142,19 @@ def sleep_acked_early(seconds: float) -> float:
     """Acknowledged before it runs: a lost run is never delivered again."""
     time.sleep(seconds)
     return seconds
+
+
+@djworker.task
+def count_with_progress(steps: int, step_s: float) -> int:
+    """Reports its progress after each step."""
+    for done in range(1, steps + 1):
+        time.sleep(step_s)
+        djworker.progress(done, steps, note=f"step {done}")
+    return steps
+
+
+@djworker.task
+def noop_reporting_progress(calls: int) -> None:
+    """A no-op that reports progress ``calls`` times: for measuring what reporting costs."""
+    for done in range(calls):
+        djworker.progress(done, calls)
