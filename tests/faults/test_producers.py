@@ -22,8 +22,11 @@ from tests.integration.harness import WorkerProcess, unique_queue, wait_for
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 PRODUCERS = 4
+PER_PRODUCER = int(os.environ.get("DJWORKER_FAULT_TASKS_PER_PRODUCER", "1000"))
 
 
+# The full size takes minutes on a loaded 2-core machine: more than the suite's 300 s default.
+@pytest.mark.timeout(max(300, PER_PRODUCER * PRODUCERS // 20))
 def test_four_producers_and_two_workers_lose_and_duplicate_nothing(
     worker_factory: Callable[..., WorkerProcess],
     producer_factory: Callable[..., ProducerProcess],
@@ -31,13 +34,12 @@ def test_four_producers_and_two_workers_lose_and_duplicate_nothing(
 ) -> None:
     from djworker.models.broker import QueueMessage
 
-    per_producer = int(os.environ.get("DJWORKER_FAULT_TASKS_PER_PRODUCER", "1000"))
     queue = unique_queue()
     workers = [
         worker_factory("-c", "4", "-Q", queue, "--hostname", f"w{n}", env=execution_log.env)
         for n in range(2)
     ]
-    producers = [producer_factory(queue, f"p{n}-", per_producer) for n in range(PRODUCERS)]
+    producers = [producer_factory(queue, f"p{n}-", PER_PRODUCER) for n in range(PRODUCERS)]
     keys = [key for producer in producers for key in producer.keys]
     published = sum(producer.finish() for producer in producers)
     assert published == len(keys)
