@@ -100,13 +100,28 @@ def running_tasks(
     rows: list[dict[str, Any]] = [
         dict(row)
         for row in running.order_by("started_at").values(
-            "id", "task_name", "queue", "worker_hostname", "started_at"
+            "id",
+            "task_name",
+            "queue",
+            "worker_hostname",
+            "started_at",
+            "progress_done",
+            "progress_total",
+            "progress_note",
         )[:MAX_RUNNING]
     ]
     total = running.count()
     pools = {w["hostname"]: (w["pool"], w["state"]) for w in workers}
     for row in rows:
         started = row.pop("started_at")
+        done = row.pop("progress_done")
+        reported = {
+            "done": done,
+            "total": row.pop("progress_total"),
+            "note": row.pop("progress_note"),
+        }
+        # what the task reported with djworker.progress(), if it did (djworker.task_progress)
+        row["progress"] = None if done is None else reported
         row["running_for_s"] = round((now - started).total_seconds(), 1) if started else None
         pool, state = pools.get(row["worker_hostname"], ("", ""))
         row["can_terminate"] = state == WorkerState.ONLINE and pool_can_terminate(pool)

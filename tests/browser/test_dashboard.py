@@ -82,14 +82,16 @@ def test_the_dashboard_shows_a_running_worker_and_its_busy_count_changes_without
     assert "online" in page.inner_text(f"tr[data-worker='{hostname}']")
     page.evaluate("window.djworkerNotReloaded = true")
 
-    for _ in range(2):
-        tasks.sleep.apply_async((6,), queue=queue)
+    tasks.sleep.apply_async((8,), queue=queue)
+    tasks.count_with_progress.apply_async((16, 0.5), queue=queue)
     page.wait_for_function(
         f"document.querySelector(\"tr[data-worker='{hostname}'] .dw-busy\")"
         ".textContent.trim() === '2 / 2'",
         timeout=30_000,
     )
     assert "tests.taskapp.tasks.sleep" in page.inner_text("#dw-running")
+    page.wait_for_selector("#dw-running progress", timeout=30_000)  # reported, refreshed in
+    assert "/16 step " in page.inner_text("#dw-running .dw-progress >> nth=-1")
     screenshot(page, "dashboard.png")
     page.wait_for_function(
         f"document.querySelector(\"tr[data-worker='{hostname}'] .dw-busy\")"

@@ -132,6 +132,25 @@ def test_running_tasks_show_a_terminate_button_only_where_the_pool_can_terminate
     assert "dw-terminate" not in watcher.get(DATA).json()["html"]["running"]
 
 
+def test_running_tasks_show_the_progress_they_report() -> None:
+    Worker.objects.create(hostname="w1", pool="threads", pool_size=2, busy=2)
+    result(TaskStatus.RUNNING, worker_hostname="w1", started_at=timezone.now())
+    result(
+        TaskStatus.RUNNING,
+        worker_hostname="w1",
+        started_at=timezone.now() - timedelta(seconds=5),
+        progress_done=3,
+        progress_total=10,
+        progress_note="rows <b>",
+    )
+    data = client_for("view_taskresult").get(DATA).json()
+    assert [t["progress"] for t in data["running"]] == [
+        {"done": 3, "total": 10, "note": "rows <b>"},
+        None,
+    ]
+    assert '<progress value="3" max="10"></progress> 3/10 rows &lt;b&gt;' in data["html"]["running"]
+
+
 def test_terminate_needs_control_worker_and_creates_the_command_for_the_tasks_worker() -> None:
     worker = Worker.objects.create(hostname="w-prefork", pool="prefork", pool_size=2, busy=1)
     task = result(TaskStatus.RUNNING, worker_hostname="w-prefork", started_at=timezone.now())
