@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import random
 import time
 import traceback as traceback_module
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from djworker.concurrency.base import LimitGuard
 
 logger = get_logger(__name__)
+#: a failing task's log line with its traceback (see ``_on_error``)
+traceback_logger = get_logger("djworker.tracebacks")
 
 
 def execute(job: Job, guard: LimitGuard | None = None) -> Outcome:
@@ -181,9 +184,19 @@ def _on_error(
             retry_envelope=retry,
             retry_countdown_s=countdown,
         )
-    logger.error(
-        "task=%s id=%s state=FAILED error=%s: %s", task.name, job.task_id, type(exc).__name__, exc
+    failed = (
+        "task=%s id=%s state=FAILED error=%s: %s",
+        task.name,
+        job.task_id,
+        type(exc).__name__,
+        exc,
     )
+    if traceback_logger.isEnabledFor(logging.ERROR):
+        # The same line with the traceback under it; silenced on its own by raising the level
+        # of the "djworker.tracebacks" logger, which leaves the one-line record.
+        traceback_logger.error(*failed, exc_info=exc)
+    else:
+        logger.error(*failed)
     signals.send_robust(
         signals.task_failure, task, task_id=job.task_id, exception=exc, traceback=trace
     )

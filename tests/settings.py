@@ -43,5 +43,7 @@ if env("DJWORKER_TEST_RESULT_EXPIRES", default=""):
     )
 if env("DJWORKER_TEST_WORKER_LOST_AFTER", default=""):
     DJWORKER["WORKER_LOST_AFTER"] = env.float("DJWORKER_TEST_WORKER_LOST_AFTER")  # noqa: F405
+if env("DJWORKER_TEST_TRACEBACKS_LEVEL", default=""):
+    LOGGING["loggers"]["djworker.tracebacks"] = {"level": env("DJWORKER_TEST_TRACEBACKS_LEVEL")}  # type: ignore[index]  # noqa: F405
 # Any queue name: each integration test runs its tasks on queues of its own.
 TASKS = {"default": {"BACKEND": "djworker.backend.WorkerBackend", "QUEUES": []}}

@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from djworker import lost_workers, manual_retry, permissions, revocation
+from djworker.admin.display import duration, timestamp
 from djworker.exceptions import OperationRefused
 from djworker.models import TaskResult
 from djworker.models.workers import request_termination
@@ -33,9 +34,9 @@ class TaskResultAdmin(admin.ModelAdmin):
         "queue",
         "worker_hostname",
         "attempts",
-        "enqueued_at",
-        "finished_at",
-        "wall_time_s",
+        "enqueued",
+        "finished",
+        "wall_time",
     )
     list_filter = ("status", "task_name", "queue", "worker_hostname")
     search_fields = ("id", "task_name", "exception_class")
@@ -63,11 +64,11 @@ class TaskResultAdmin(admin.ModelAdmin):
                 "fields": (
                     "attempts",
                     "deliveries",
-                    "enqueued_at",
-                    "started_at",
-                    "finished_at",
-                    "cpu_time_s",
-                    "wall_time_s",
+                    "enqueued",
+                    "started",
+                    "finished",
+                    "cpu_time",
+                    "wall_time",
                 )
             },
         ),
@@ -134,6 +135,12 @@ class TaskResultAdmin(admin.ModelAdmin):
             self.log_change(request, result, change)
             done += 1
         return done
+
+    enqueued = timestamp("enqueued_at", "enqueued at")
+    started = timestamp("started_at", "started at")
+    finished = timestamp("finished_at", "finished at")
+    cpu_time = duration("cpu_time_s", "CPU time")
+    wall_time = duration("wall_time_s", "wall time")
 
     @admin.display(description="status", ordering="status")
     def status_display(self, obj: TaskResult) -> str:

@@ -25,6 +25,7 @@ from django.utils.html import format_html
 
 from djworker import bounds, permissions
 from djworker.admin import profile_form
+from djworker.admin.display import timestamp
 from djworker.admin.worker_page import WorkerPageMixin
 from djworker.concurrency import PROFILE_POOLS
 from djworker.exceptions import ConfigurationError
@@ -209,7 +210,7 @@ class WorkerAdmin(WorkerPageMixin, admin.ModelAdmin):
         "processed",
         "paused",
         "profile_applied",
-        "last_heartbeat",
+        "heartbeat",
     )
     list_filter = (CurrentStateFilter, "pool", "config")
     search_fields = ("hostname",)
@@ -239,7 +240,7 @@ class WorkerAdmin(WorkerPageMixin, admin.ModelAdmin):
         ("Pool", {"fields": ("pool", "pool_size", "busy", "paused", "queues")}),
         (
             "Counters",
-            {"fields": ("processed", "failed", "rss_kib", "started_at", "last_heartbeat")},
+            {"fields": ("processed", "failed", "rss_kib", "started", "heartbeat")},
         ),
         ("Settings (value and the layer that set it)", {"fields": ("settings_table",)}),
         ("Autoscale: recent decisions", {"fields": ("scale_decisions",)}),
@@ -257,6 +258,9 @@ class WorkerAdmin(WorkerPageMixin, admin.ModelAdmin):
 
     def has_control_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(permissions.CONTROL_WORKER)
+
+    started = timestamp("started_at", "started at")
+    heartbeat = timestamp("last_heartbeat", "last heartbeat")
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # An online worker would write its row back at the next heartbeat: refuse instead.

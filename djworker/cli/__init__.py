@@ -19,6 +19,8 @@ SUBCOMMANDS: dict[str, str] = {
     "status": "djworker.cli.status:Status",
     "cleanup": "djworker.cli.cleanup:Cleanup",
     "purge": "djworker.cli.purge:Purge",
+    "inspect": "djworker.cli.inspect:Inspect",
+    "enqueue": "djworker.cli.enqueue:Enqueue",
     "retry": "djworker.cli.retry:Retry",
     "revoke": "djworker.cli.revoke:Revoke",
     "advise": "djworker.cli.advise:Advise",

@@ -36,6 +36,12 @@ def _option(field: str) -> Callable[[str], Any]:
 class Command(BaseCommand):
     help = "Run a djworker worker: consume the queues and run tasks in the chosen pool."
 
+    def get_version(self) -> str:
+        """What ``--version`` prints: djworker's version (Django's own would say Django's)."""
+        from djworker import __version__
+
+        return __version__
+
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "-P",
