@@ -8,7 +8,7 @@ READY rows older than ``STUCK_AFTER_S`` than the broker holds messages for it (r
 and reserved), at least the difference can never run. ``find_stuck`` compares the two with one
 grouped query and one read of the broker's figures; ``StuckResultsWatch`` runs it from the
 worker's control tick every ``CHECK_EVERY_S`` for the queues the worker consumes and logs what
-it finds.
+it finds; ``djworker status`` shows the same from the figures it reads (``compare``).
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from time import monotonic
 
-from django.db.models import Count
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 
 from djworker.broker import Broker
 from djworker.models import TaskResult, TaskStatus
-from djworker.queues import Unknown, inspector_for
+from djworker.queues import QueueStats, Unknown, inspector_for
 
 logger = logging.getLogger(__name__)
 
@@ -61,30 +61,49 @@ class StuckQueue:
 def find_stuck(
     broker: Broker, queues: Iterable[str], *, now: datetime | None = None
 ) -> list[StuckQueue]:
-    """The queues with more old READY rows than messages; a queue the broker cannot count is
-    skipped (its figures are unknown, not zero)."""
-    names = list(queues)
-    cutoff = (now or timezone.now()) - timedelta(seconds=STUCK_AFTER_S)
-    old = TaskResult.objects.filter(
-        status=TaskStatus.READY, queue__in=names, enqueued_at__lt=cutoff
-    )
-    by_queue = old.order_by().values_list("queue").annotate(n=Count("id"))
-    counts = dict(by_queue.values_list("queue", "n"))
+    """The queues with more old READY rows than messages, reading the broker's figures."""
+    counts = _old_ready(queues, now)
     if not counts:
         return []
+    return compare(inspector_for(broker).stats(list(counts)), now=now, counts=counts)
+
+
+def compare(
+    stats: Iterable[QueueStats],
+    *,
+    now: datetime | None = None,
+    counts: dict[str, int] | None = None,
+) -> list[StuckQueue]:
+    """The queues of ``stats`` with more old READY rows than messages; a queue whose figures
+    the broker cannot give is skipped (unknown is not zero)."""
+    stats = list(stats)
+    if counts is None:
+        counts = _old_ready([q.name for q in stats], now)
     stuck = []
-    for stats in inspector_for(broker).stats(list(counts)):
+    for queue in stats:
+        old_ready = counts.get(queue.name, 0)
         held = 0
-        for figure in (stats.ready, stats.delayed, stats.reserved):
+        for figure in (queue.ready, queue.delayed, queue.reserved):
             if isinstance(figure, Unknown):
                 break
             held += figure
         else:
-            if counts[stats.name] > held:
-                oldest = old.filter(queue=stats.name).order_by("enqueued_at")[:SAMPLE_IDS]
-                ids = [str(pk) for pk in oldest.values_list("id", flat=True)]
-                stuck.append(StuckQueue(stats.name, counts[stats.name], held, ids))
+            if old_ready > held:
+                oldest = _old(now).filter(queue=queue.name).order_by("enqueued_at")
+                ids = [str(pk) for pk in oldest.values_list("id", flat=True)[:SAMPLE_IDS]]
+                stuck.append(StuckQueue(queue.name, old_ready, held, ids))
     return stuck
+
+
+def _old(now: datetime | None) -> QuerySet[TaskResult]:
+    cutoff = (now or timezone.now()) - timedelta(seconds=STUCK_AFTER_S)
+    return TaskResult.objects.filter(status=TaskStatus.READY, enqueued_at__lt=cutoff)
+
+
+def _old_ready(queues: Iterable[str], now: datetime | None) -> dict[str, int]:
+    """READY rows older than ``STUCK_AFTER_S`` per queue, in one grouped query."""
+    by_queue = _old(now).filter(queue__in=list(queues)).order_by().values_list("queue")
+    return dict(by_queue.annotate(n=Count("id")).values_list("queue", "n"))
 
 
 class StuckResultsWatch:

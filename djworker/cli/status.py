@@ -13,7 +13,7 @@ from typing import Any
 from django.core.management.base import CommandParser, OutputWrapper
 from django.utils import timezone
 
-from djworker import conf
+from djworker import conf, stuck_results
 from djworker.broker import get_broker, redact_url
 from djworker.cli import EXIT_BROKER_UNREACHABLE, EXIT_UNHEALTHY, Subcommand, fail, queue_name
 from djworker.durations import for_people
@@ -115,6 +115,7 @@ class Status(Subcommand):
             queues, broker_error = read_queues(
                 lambda known: queue_names(live, options["queue"], known)
             )
+        stuck = stuck_results.compare(queues, now=now)
         rows = [
             {
                 "hostname": w.hostname,
@@ -135,10 +136,20 @@ class Status(Subcommand):
                 "queues": [q.as_dict() for q in queues],
                 "broker_error": broker_error or None,
                 "missing": missing,
+                "stuck_results": [
+                    {
+                        "queue": q.queue,
+                        "without_message": q.without_message,
+                        "oldest_ids": q.oldest_ids,
+                    }
+                    for q in stuck
+                ],
             }
             out.write(json.dumps(document, indent=2))
         else:
             self._write_text(out, rows, queues, broker_error, options["workers_only"])
+            for queue in stuck:
+                out.write(f"warning: {queue.describe()}")
         if missing:
             raise fail("no live worker for " + ", ".join(missing), EXIT_UNHEALTHY)
         if not asked and not live:

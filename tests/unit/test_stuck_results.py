@@ -5,11 +5,15 @@ On the ``django://`` broker of the test database, whose queue table the test fil
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from datetime import timedelta
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.utils import timezone
 
 from djworker import stuck_results
@@ -63,3 +67,17 @@ def test_the_worker_watch_logs_at_most_every_interval(caplog: pytest.LogCaptureF
         watch()
     [record] = caplog.records
     assert "queue=watched: 1 READY result(s)" in record.getMessage()
+
+
+def test_djworker_status_names_queues_whose_old_ready_rows_have_no_message() -> None:
+    ready_row("default", OLD)
+    ready_row("default", OLD)
+    out = StringIO()
+    with pytest.raises(CommandError):  # no live worker: exit 1, after the report
+        call_command("djworker", "status", stdout=out)
+    assert "warning: queue=default: 2 READY result(s)" in out.getvalue()
+    out = StringIO()
+    with pytest.raises(CommandError):
+        call_command("djworker", "status", "--json", stdout=out)
+    [stuck] = json.loads(out.getvalue())["stuck_results"]
+    assert (stuck["queue"], stuck["without_message"]) == ("default", 2)
