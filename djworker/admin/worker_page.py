@@ -25,7 +25,9 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
 from djworker import overview, permissions
+from djworker.concurrency import POOLS
 from djworker.models import CommandAction, ControlCommand, Worker
+from djworker.models.workers import AUTOSCALE_POOLS
 
 #: seconds between two refreshes of the worker page's panel
 REFRESH_INTERVAL_S = 2
@@ -99,6 +101,9 @@ class WorkerPageMixin:
             "can_control": request.user.has_perm(permissions.CONTROL_WORKER),
             "buttons": BUTTONS,
             "sized_actions": (CommandAction.GROW, CommandAction.SHRINK),
+            # a built-in pool that cannot change its size (solo) gets no grow or shrink button;
+            # a custom pool's worker answers for itself
+            "resizable": worker.pool in AUTOSCALE_POOLS or worker.pool not in POOLS,
             "control_url": reverse("admin:djworker_worker_control", args=[worker.pk]),
             "live_url": reverse("admin:djworker_worker_live", args=[worker.pk]),
             "refresh_interval_ms": REFRESH_INTERVAL_S * 1000,

@@ -30,6 +30,10 @@ def test_the_buttons_show_only_for_users_who_may_control_workers() -> None:
     for action in ("pause", "resume", "grow", "shrink", "restart_pool", "shutdown"):
         assert f"dw-control-{action}" in controller
     assert "return confirm(" in controller
+    solo = Worker.objects.create(hostname="w-solo", pool="solo", pool_size=1)
+    page = client_for("view_worker", "control_worker").get(page_of(solo)).content.decode()
+    assert "dw-control-grow" not in page and "dw-control-pause" in page
+    assert "The solo pool cannot change its size: no grow or shrink." in page
 
 
 def test_a_button_needs_control_worker_and_sends_the_command_to_this_worker_only() -> None:
