@@ -5,12 +5,13 @@ installed, in one line that lists what is allowed; it refuses a transport option
 know or a value out of range the same way. Each part of a failover URL (``;``-separated) is
 checked, and each part's password is hidden wherever a URL is shown.
 
-Nothing here imports kombu or a broker client: it runs while settings are read.
+Nothing here imports a broker client at import time; checking a URL imports kombu's module for
+its transport, which is how a missing client library is found.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -22,14 +23,14 @@ from djworker.exceptions import ConfigurationError
 #: the longest duration a setting accepts (a year): timers cannot hold an unbounded one
 MAX_SECONDS = 365 * 24 * 3600
 
-#: URL scheme -> (modules its transport imports besides kombu, what to pip install for them)
-TRANSPORTS: dict[str, tuple[tuple[str, ...], str]] = {
-    "django": ((), ""),
-    "redis": (("redis", "packaging"), "djworker[redis]"),
-    "rediss": (("redis", "packaging"), "djworker[redis]"),
-    "amqp": (("amqp",), "amqp"),
-    "amqps": (("amqp",), "amqp"),
-    "pyamqp": (("amqp",), "amqp"),
+#: URL scheme -> (the module that runs it, what to pip install if that module cannot be imported)
+TRANSPORTS: dict[str, tuple[str, str]] = {
+    "django": ("", ""),
+    "redis": ("djworker.transport.redis", "djworker[redis]"),
+    "rediss": ("djworker.transport.redis", "djworker[redis]"),
+    "amqp": ("kombu.transport.pyamqp", "djworker"),
+    "amqps": ("kombu.transport.pyamqp", "djworker"),
+    "pyamqp": ("kombu.transport.pyamqp", "djworker"),
 }
 #: schemes of one transport (a failover URL may mix them)
 _FAMILIES = {"rediss": "redis", "amqps": "amqp", "pyamqp": "amqp"}
@@ -90,13 +91,16 @@ def parse_broker_url(value: Any, *, name: str) -> str:
             f"{', '.join(sorted(schemes))} in {redact_url(url)!r}"
         )
     first = _scheme(url.split(";")[0], name=name)
-    modules, requirement = TRANSPORTS[first]
-    missing = [module for module in modules if importlib.util.find_spec(module) is None]
-    if missing:
+    module, requirement = TRANSPORTS[first]
+    try:
+        # Imported, not looked up: what kombu's module needs differs between kombu versions.
+        if module:
+            importlib.import_module(module)
+    except ModuleNotFoundError as exc:
         raise ConfigurationError(
-            f"{name} uses the {first} transport, whose {', '.join(missing)} is not installed: "
+            f"{name} uses the {first} transport, which needs {exc.name!r}, not installed: "
             f"pip install '{requirement}'"
-        )
+        ) from None
     return url
 
 

@@ -255,7 +255,11 @@ class Channel(kombu_redis.Channel):
             self._queue_cycle.rotate(queue)
         finally:
             self._in_poll = None  # type: ignore[assignment]  # kombu's own reset
-            self._flush_brpop_reauth()
+            # kombu 5.7 sends a pending streaming re-auth here, as its own _brpop_read does;
+            # older kombu versions have no such step.
+            flush_reauth = getattr(self, "_flush_brpop_reauth", None)
+            if flush_reauth is not None:
+                flush_reauth()
         # No batch for a queue whose consumer was cancelled while this BRPOP was pending.
         room = self._room() - 1 if queue in self.active_queues else 0
         recorded, taken = self._take([queue] if room > 0 else [], room, first=item)

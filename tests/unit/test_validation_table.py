@@ -196,3 +196,25 @@ def test_an_unknown_transport_lists_the_known_ones() -> None:
 )
 def test_every_password_of_a_failover_url_is_hidden(url: str, shown: str) -> None:
     assert redact_url(url) == shown
+
+
+@pytest.mark.parametrize("missing", ["redis", "packaging"])
+def test_a_redis_url_without_the_redis_extra_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    import sys
+
+    # As if the package were not installed: importing it fails, and so does what imports it.
+    import kombu.transport
+
+    import djworker.transport
+
+    monkeypatch.setitem(sys.modules, missing, None)
+    for module in ("djworker.transport.redis", "kombu.transport.redis", "packaging.version"):
+        monkeypatch.delitem(sys.modules, module, raising=False)
+    # "from kombu.transport import redis" takes the package's attribute if an import set it
+    for package in (kombu.transport, djworker.transport):
+        monkeypatch.delattr(package, "redis", raising=False)
+    with pytest.raises(ConfigurationError) as info:
+        conf.parse_broker_url("redis://127.0.0.1:6379/0", name="--broker")
+    one_line(str(info.value), naming="pip install 'djworker[redis]'")
