@@ -13,7 +13,6 @@ are touched on first use.
 
 from __future__ import annotations
 
-import logging
 import os
 import uuid
 from collections.abc import Iterable
@@ -27,6 +26,7 @@ from django.utils import timezone
 
 from djworker.backend_task import WorkerTask, broker_priority
 from djworker.conf import DEFAULT_QUEUE, queue_name_error
+from djworker.log_safety import get_logger
 from djworker.tasks_framework import (
     BaseTaskBackend,
     InvalidTask,
@@ -38,7 +38,7 @@ from djworker.tasks_framework import (
     task_enqueued,
 )
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 #: OPTIONS keys and their defaults
 DEFAULT_OPTIONS: dict[str, Any] = {"ENQUEUE_ON_COMMIT": True}

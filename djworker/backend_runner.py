@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +29,7 @@ from djworker.backend_results import error_entry, to_task_result, update
 from djworker.backend_task import broker_priority, extras_of
 from djworker.conf import default_hostname
 from djworker.exceptions import ConfigurationError
+from djworker.log_safety import get_logger
 from djworker.models.results import TaskResult as ResultRow
 from djworker.models.results import TaskStatus
 from djworker.task_definition import Task as NativeTask
@@ -47,7 +47,7 @@ from djworker.tasks_framework import (
     task_started,
 )
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 def register(task: Task) -> None:  # type: ignore[type-arg]

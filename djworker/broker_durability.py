@@ -11,17 +11,20 @@ restart by themselves: nothing is checked there.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import kombu
-import redis
 
-logger = logging.getLogger(__name__)
+from djworker.log_safety import get_logger
+
+logger = get_logger(__name__)
 
 
 def _config(client: Any) -> tuple[str | None, str, str]:
     """(save rules or None if unknown, appendonly, maxmemory-policy)."""
+    # Imported here: only a redis broker gets this far, and djworker runs without redis installed.
+    import redis
+
     try:
         values: dict[str, str] = {}
         for name in ("save", "appendonly", "maxmemory-policy"):

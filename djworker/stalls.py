@@ -11,16 +11,17 @@ from its loop, at most once a second, and only reads what the consumer and pool 
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from collections.abc import Callable
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
+from djworker.log_safety import get_logger
+
 if TYPE_CHECKING:
     from djworker.consumer import Consumer
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 #: how often the watch looks
 CHECK_EVERY_S = 1.0

@@ -13,7 +13,6 @@ it finds; ``djworker status`` shows the same from the figures it reads (``compar
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,10 +22,11 @@ from django.db.models import Count, QuerySet
 from django.utils import timezone
 
 from djworker.broker import Broker
+from djworker.log_safety import get_logger
 from djworker.models import TaskResult, TaskStatus
 from djworker.queues import QueueStats, Unknown, inspector_for
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 #: a READY row older than this with no message behind it is reported
 STUCK_AFTER_S = 3600.0

@@ -16,13 +16,14 @@ thread-safe), so it never touches the consumer's connection.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 from time import time
 from typing import Any
 
-logger = logging.getLogger(__name__)
+from djworker.log_safety import get_logger
+
+logger = get_logger(__name__)
 
 #: tags renewed by one ZADD
 RENEW_BATCH = 500

@@ -20,6 +20,7 @@ execute_from_command_line(sys.argv)
 """
 
 SETTINGS = """\
+import importlib.util
 import os
 
 import environ
@@ -35,22 +36,41 @@ INSTALLED_APPS = [
 ]
 DATABASES = {"default": environ.Env().db("DATABASE_URL")}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # A worker and a publisher share the file: take the write lock up front and wait for it.
-    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+    # A worker and a publisher share the file: take the write lock up front, wait for it, and
+    # let readers and the writer work at once (what djworker's checks ask for).
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL",
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DJWORKER = {"BROKER_URL": os.environ.get("BROKER_URL", "django://")}
+if importlib.util.find_spec("django_tasks"):  # the tasks extra: djworker as django.tasks backend
+    TASKS = {"default": {"BACKEND": "djworker.backend.WorkerBackend", "QUEUES": []}}
 """
 
 TASKS = """\
+import importlib.util
+
 import djworker
 
 
 @djworker.task
 def add(a: int, b: int) -> int:
     return a + b
+
+
+if importlib.util.find_spec("django_tasks"):
+    from django_tasks import task
+
+    @task()
+    def multiply(a: int, b: int) -> int:
+        return a * b
 """
 
 ROUNDTRIP_COMMAND = """\
+import time
+
 from django.core.management.base import BaseCommand
 
 from roundtrip.tasks import add
@@ -61,11 +81,24 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--queue", default="default")
+        parser.add_argument("--framework", action="store_true", help="through django.tasks")
 
     def handle(self, *args, **options):
+        if options["framework"]:
+            return self.through_the_tasks_framework(options["queue"])
         result = add.apply_async((2, 3), queue=options["queue"])
         value = result.get(timeout=120)
         self.stdout.write(f"{result.status} {value}")
+
+    def through_the_tasks_framework(self, queue):
+        from roundtrip.tasks import multiply
+
+        result = multiply.using(queue_name=queue).enqueue(2, 3)
+        deadline = time.monotonic() + 120
+        while result.status not in ("SUCCESSFUL", "FAILED") and time.monotonic() < deadline:
+            time.sleep(0.1)
+            result.refresh()
+        self.stdout.write(f"{result.status} {result.return_value}")
 """
 
 

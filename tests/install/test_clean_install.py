@@ -31,6 +31,8 @@ class Case:
     database: str  # "sqlite" or "postgres"
     worker_args: tuple[str, ...]
     imports: tuple[str, ...] = ()
+    #: also run a task through Django's Tasks framework (djworker.backend.WorkerBackend)
+    framework: bool = False
 
 
 HEADLINE = ("--pool=prefork", "--autoscale=1,3")
@@ -45,8 +47,10 @@ CASES = [
     pytest.param(
         Case("eventlet", "django", "sqlite", ("-P", "eventlet", "-c", "4")), id="eventlet"
     ),
+    pytest.param(Case("tasks", "django", "sqlite", ("-P", "threads"), framework=True), id="tasks"),
     pytest.param(
-        Case("tasks", "django", "sqlite", ("-P", "threads"), imports=("django_tasks",)), id="tasks"
+        Case("metrics", "django", "sqlite", ("-P", "threads"), imports=("prometheus_client",)),
+        id="metrics",
     ),
     pytest.param(
         Case(
@@ -54,7 +58,8 @@ CASES = [
             "redis",
             "postgres",
             HEADLINE,
-            imports=("gevent", "eventlet", "django_tasks", "prometheus_client"),
+            imports=("gevent", "eventlet", "prometheus_client"),
+            framework=True,
         ),
         id="all",
     ),
@@ -140,6 +145,14 @@ def test_each_extra_installs_from_a_clean_venv_and_runs_a_task(
         worker.start()
         done = run([*manage, "roundtrip", "--queue", queue], cwd=project, env=env, timeout=300)
         assert done.stdout.split() == ["SUCCESSFUL", "5"], worker.output
+        if case.framework:
+            done = run(
+                [*manage, "roundtrip", "--framework", "--queue", queue],
+                cwd=project,
+                env=env,
+                timeout=300,
+            )
+            assert done.stdout.split() == ["SUCCESSFUL", "6"], worker.output
         worker.signal(signal.SIGTERM)
         assert worker.wait(60) == 0, worker.output
     finally:
