@@ -27,18 +27,25 @@ STATE_ORDER: dict[str, int] = {"stale": 0, "lost": 1, "online": 2, "stopped": 3}
 GONE = frozenset({WorkerState.STOPPED, WorkerState.LOST})
 
 
+#: packages a web process may import to read a pool's flags: eventlet warns on import that it
+#: is deprecated, and a custom pool's module is never imported here (docs/security.md)
+QUIET_PACKAGES = ("", "billiard")
+
+
 @functools.lru_cache(maxsize=32)
 def pool_can_terminate(pool: str) -> bool:
-    """Whether a worker on ``pool`` can stop one running task (``supports_terminate``).
+    """Whether to offer a terminate button for a task running on ``pool``.
 
-    Only built-in pools are looked up: the web process never imports a custom pool's module.
+    False only where this process knows the pool cannot stop one task (its
+    ``supports_terminate``: solo and threads); for green and custom pools, whose modules are
+    not imported here, the worker judges, and a refusal is the command's outcome.
     """
-    if pool not in POOLS:
-        return False
-    try:
-        return resolve_pool(pool).supports_terminate
-    except Exception:  # its package is not installed in the web process
-        return False
+    if pool in POOLS and POOLS[pool][1] in QUIET_PACKAGES:
+        try:
+            return resolve_pool(pool).supports_terminate
+        except Exception:  # a broken install: offer nothing
+            return False
+    return bool(pool)
 
 
 def _autoscale(worker: Worker) -> str:

@@ -116,16 +116,19 @@ def test_the_json_lists_workers_with_their_figures_and_a_silent_worker_turns_sta
 def test_running_tasks_show_a_terminate_button_only_where_the_pool_can_terminate() -> None:
     Worker.objects.create(hostname="w-prefork", pool="prefork", pool_size=2, busy=1)
     Worker.objects.create(hostname="w-threads", pool="threads", pool_size=2, busy=1)
+    Worker.objects.create(hostname="w-custom", pool="myproject.pools:Pool", pool_size=2, busy=1)
     started = timezone.now() - timedelta(seconds=30)
     killable = result(TaskStatus.RUNNING, worker_hostname="w-prefork", started_at=started)
     result(TaskStatus.RUNNING, worker_hostname="w-threads", started_at=started)
+    result(TaskStatus.RUNNING, worker_hostname="w-custom", started_at=started)
     controller = client_for("view_worker", "view_taskresult", "control_worker")
     data = controller.get(DATA).json()
     by_worker = {t["worker_hostname"]: t for t in data["running"]}
     assert by_worker["w-prefork"]["can_terminate"] is True
     assert by_worker["w-threads"]["can_terminate"] is False
+    assert by_worker["w-custom"]["can_terminate"] is True  # its worker judges
     assert by_worker["w-prefork"]["running_for_s"] >= 30
-    assert data["html"]["running"].count('class="button dw-terminate"') == 1
+    assert data["html"]["running"].count('class="button dw-terminate"') == 2
     assert killable.id in data["html"]["running"]
 
     watcher = client_for("view_worker", "view_taskresult")
