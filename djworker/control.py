@@ -35,7 +35,7 @@ from djworker.exceptions import ConfigurationError
 from djworker.expiry import ExpirySweeper
 from djworker.heartbeat import Heartbeat
 from djworker.log_safety import get_logger
-from djworker.lost_workers import LostWorkerWatch
+from djworker.lost_workers import LostWorkerWatch, settle_previous_runs
 from djworker.models import CommandAction, CommandStatus, ControlCommand, WorkerConfig
 from djworker.stuck_results import StuckResultsWatch
 
@@ -115,6 +115,15 @@ class ControlPlane:
         if profile is not None:
             self.applied_revision = self.seen_revision = profile.revision
         self.heartbeat.register(profile)
+        left = settle_previous_runs(self.worker.config.hostname, started_before=timezone.now())
+        if left.failed or left.waiting:
+            logger.warning(
+                "worker=%s settled the runs a previous process of this name left: failed=%d "
+                "waiting_for_redelivery=%d",
+                self.worker.config.hostname,
+                left.failed,
+                left.waiting,
+            )
         stuck = StuckResultsWatch(self.worker.broker, lambda: list(self.worker.consumer.queues))
         config = self.worker.config
         expiry = ExpirySweeper(

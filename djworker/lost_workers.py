@@ -20,8 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Q
-from django.db.models.functions import Coalesce
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from djworker.log_safety import get_logger
@@ -65,10 +64,30 @@ def reap(
     gone = Worker.objects.filter(state__in=(WorkerState.LOST, WorkerState.STOPPED)).values(
         "hostname"
     )
-    left = TaskResult.objects.filter(status=TaskStatus.RUNNING, worker_hostname__in=gone)
+    _settle(
+        TaskResult.objects.filter(status=TaskStatus.RUNNING, worker_hostname__in=gone), now, reaped
+    )
+    # Not delivered again in time: counted from the worker's last heartbeat, when it died.
+    overdue = Worker.objects.filter(
+        state__in=(WorkerState.LOST, WorkerState.STOPPED),
+        last_heartbeat__lt=now - timedelta(seconds=visibility_timeout_s + lost_after_s),
+    ).values("hostname")
+    reaped.not_redelivered = TaskResult.objects.filter(
+        status=TaskStatus.READY, exit_status=EXIT_STATUS, worker_hostname__in=overdue
+    ).update(
+        status=TaskStatus.FAILED,
+        exception_message="its worker was lost and the broker did not deliver it again "
+        "within the visibility timeout",
+        finished_at=now,
+    )
+    return reaped
+
+
+def _settle(left: QuerySet[TaskResult], now: datetime, reaped: Reaped) -> None:
+    """Settle RUNNING rows a dead process left (see the module docstring)."""
     for row in left.only("id", "task_name", "worker_hostname")[:BATCH_ROWS]:
-        # Each update checks the row is still the lost worker's run: a redelivery may have
-        # started it elsewhere since.
+        # Each update checks the row is still that run: a redelivery may have started it
+        # elsewhere since.
         same_run = TaskResult.objects.filter(
             id=row.id, status=TaskStatus.RUNNING, worker_hostname=row.worker_hostname
         )
@@ -93,18 +112,19 @@ def reap(
                 ),
                 finished_at=now,
             )
-    overdue = now - timedelta(seconds=visibility_timeout_s + lost_after_s)
-    reaped.not_redelivered = (
-        TaskResult.objects.filter(status=TaskStatus.READY, exit_status=EXIT_STATUS)
-        .annotate(last_start=Coalesce("last_attempted_at", "started_at"))
-        .filter(Q(last_start__lt=overdue) | Q(last_start__isnull=True))
-        .update(
-            status=TaskStatus.FAILED,
-            exception_message="its worker was lost and the broker did not deliver it again "
-            "within the visibility timeout",
-            finished_at=now,
-        )
+
+
+def settle_previous_runs(hostname: str, *, started_before: datetime) -> Reaped:
+    """At start: settle what an earlier process with this worker's name left RUNNING.
+
+    A worker restarted under its name (after a kill) takes over its row, so it never looks
+    lost; its predecessor's runs are settled here instead, before it runs anything itself.
+    """
+    reaped = Reaped(workers=[])
+    left = TaskResult.objects.filter(
+        status=TaskStatus.RUNNING, worker_hostname=hostname, started_at__lt=started_before
     )
+    _settle(left, timezone.now(), reaped)
     return reaped
 
 

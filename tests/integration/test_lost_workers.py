@@ -65,16 +65,23 @@ def test_a_worker_killed_with_sigkill_leaves_no_row_running_after_the_lease_and_
 def test_a_restarted_worker_with_the_same_name_reuses_its_row(
     worker_factory: Callable[..., WorkerProcess],
 ) -> None:
-    name = f"same-{unique_queue()}@%h"
-    first = worker_factory("--pool", "solo", "-Q", unique_queue(), "-n", name)
+    name, queue = f"same-{unique_queue()}@%h", unique_queue()
+    first = worker_factory("--pool", "solo", "-Q", queue, "-n", name)
     hostname = name.replace("%h", socket.gethostname())
     pid = Worker.objects.get(hostname=hostname).pid
+    lost = tasks.sleep_acked_early.apply_async((60,), queue=queue)
+    wait_for(lambda: lost.status == "RUNNING", what="the task to start")
     first.signal(signal.SIGKILL)
     first.wait()
     worker_factory("--pool", "solo", "-Q", unique_queue(), "-n", name)
     (row,) = Worker.objects.filter(hostname__startswith=hostname.split("@")[0])
     assert (row.hostname, row.state) == (hostname, "online")
     assert row.pid != pid
+    # The run the killed process left is settled at once: the new one never looks lost.
+    assert (lost.status, TaskResult.objects.get(id=lost.id).exception_class) == (
+        "FAILED",
+        "WorkerLost",
+    )
 
 
 def test_a_name_a_live_worker_uses_is_refused_in_one_line(
