@@ -190,6 +190,9 @@ class FaultCase:
     keys: list[str] = field(default_factory=list)
     workers: list[WorkerProcess] = field(default_factory=list)
     running_at_fault: set[str] = field(default_factory=set)
+    #: runs that had returned when the fault was first noted (0 unless the machine is so slow
+    #: that a task of the first wave ended before the test could inject the fault)
+    completed_before_fault: int | None = None
     started_at: float = field(default_factory=time.monotonic)
 
     def start_worker(self, *args: str) -> WorkerProcess:
@@ -243,6 +246,8 @@ class FaultCase:
 
         They are the only ones allowed to run twice.
         """
+        if self.completed_before_fault is None:
+            self.completed_before_fault = sum(self.log.completions().values())
         self.running_at_fault |= self.log.running()
 
     def finish(self, *, expect_lost: bool = False) -> Outcome:
@@ -268,6 +273,7 @@ class FaultCase:
             lost=self.log.unfinished(self.keys),
             duplicated=self.log.duplicated(),
             running_at_fault=self.running_at_fault,
+            completed_before_fault=self.completed_before_fault or 0,
             seconds=time.monotonic() - self.started_at,
         )
         outcome.record()
@@ -290,6 +296,7 @@ class Outcome:
     lost: list[str]
     duplicated: dict[str, int]
     running_at_fault: set[str]
+    completed_before_fault: int
     seconds: float
 
     @property
@@ -314,7 +321,8 @@ class Outcome:
         assert self.left_at_broker == 0, f"{self.left_at_broker} messages left at the broker"
         if self.unexpected_duplicates or self.duplicates > len(self.running_at_fault):
             raise DuplicatesBeyondTheRunningTasks(
-                f"ran again though not running at the fault ({sorted(self.running_at_fault)}): "
+                f"ran again though not running at the fault ({sorted(self.running_at_fault)}; "
+                f"{self.completed_before_fault} runs had returned before it): "
                 f"{self.unexpected_duplicates}; {self.duplicates} duplicate runs"
             )
 
