@@ -588,6 +588,11 @@ class Consumer:
         for job in jobs:
             delivery = self._deliveries.pop(job.token, None)
             if delivery is not None:
+                # The call no longer runs here: after a pool restart this consumer goes on, and
+                # the broker's redelivery of this message must run, not wait for a run that
+                # will never report.
+                for parked in self._calls.finish(delivery.call, job.token):
+                    self._give_back(self._deliveries.pop(parked))
                 self._give_back(delivery)
         while self._held:
             _, token = heapq.heappop(self._held)

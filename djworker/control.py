@@ -318,6 +318,7 @@ class ControlPlane:
         )
         worker.pool = consumer.pool = worker._make_pool(size)
         worker.pool.start()
+        consumer.stopping = False  # drained for the restart, not for a shutdown: run again
         consumer.update_prefetch()
         if not consumer.hold:
             consumer.resume()
