@@ -43,3 +43,36 @@ def test_tasks_with_a_time_limit_the_pool_cannot_enforce_are_named() -> None:
     assert warning.startswith("the solo pool does not enforce time_limit, set by ")
     assert "tests.limited" in warning
     assert warning.endswith(": those tasks run without it")
+
+
+def test_every_djworker_module_logs_through_the_escaping_logger() -> None:
+    from pathlib import Path
+
+    import djworker
+
+    root = Path(djworker.__file__).parent
+    plain = sorted(
+        str(path.relative_to(root))
+        for path in root.rglob("*.py")
+        if "logging.getLogger(__name__)" in path.read_text()
+    )
+    assert plain == [], f"use djworker.log_safety.get_logger(__name__) in {plain}"
+
+
+def test_a_logged_traceback_keeps_its_lines_but_escapes_the_messages(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    logger = get_logger("djworker.test_log_safety")
+    try:
+        try:
+            raise KeyError("inner\nFORGED inner")
+        except KeyError as inner:
+            raise ValueError("outer\nFORGED outer\x1b[2J") from inner
+    except ValueError as exc:
+        with caplog.at_level(logging.ERROR, logger="djworker.test_log_safety"):
+            logger.error("failed", exc_info=exc)
+    text = caplog.text
+    assert "Traceback (most recent call last):" in text
+    assert not any(line.startswith("FORGED") for line in text.splitlines()), text
+    assert "ValueError: outer\\nFORGED outer\\x1b[2J" in text
+    assert "inner\\nFORGED inner" in text
