@@ -207,6 +207,9 @@ def test_a_redis_url_without_the_redis_extra_names_the_extra(
     # As if the package were not installed: importing it fails, and so does what imports it.
     import kombu.transport
 
+    if missing == "packaging" and kombu.VERSION[:2] < (5, 6):
+        pytest.skip(f"kombu {kombu.__version__}'s redis transport does not import packaging")
+
     import djworker.transport
 
     monkeypatch.setitem(sys.modules, missing, None)
