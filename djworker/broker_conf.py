@@ -185,6 +185,7 @@ TRANSPORT_OPTIONS: dict[str, str] = {
     "client_name": "text",
     "unacked_restore_limit": "count",
     "unacked_restore_throttle": "count",
+    "unacked_mutex_expire": "count",
     "fanout_prefix": "bool",
     "fanout_patterns": "bool",
     # amqp

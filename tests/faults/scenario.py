@@ -70,8 +70,14 @@ class Stack:
 
 def redis_stack(url: str, *, visibility_timeout_s: float, use_broker: Callable[..., Any]) -> Stack:
     # kombu looks for messages past their visibility timeout at most every
-    # unacked_restore_throttle seconds; every second here, so a killed worker's come back soon
-    options = {"visibility_timeout": visibility_timeout_s, "unacked_restore_throttle": 1}
+    # unacked_restore_throttle polls; every poll here, so a killed worker's come back soon. The
+    # scan takes a lock that lives unacked_mutex_expire seconds (300 by default): a worker killed
+    # while it holds the lock must not stop every scan for the rest of the test.
+    options = {
+        "visibility_timeout": visibility_timeout_s,
+        "unacked_restore_throttle": 1,
+        "unacked_mutex_expire": 2,
+    }
     use_broker(url, options)
 
     def outstanding(queue: str) -> int:

@@ -30,7 +30,11 @@ pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.django_db
 CAP = 3
 #: a dead worker's redis and django:// messages come back after this; kombu's redis scan for
 #: them runs on every poll instead of every tenth
-QUICK_REDELIVERY = {"visibility_timeout": 2, "unacked_restore_throttle": 1}
+QUICK_REDELIVERY = {
+    "visibility_timeout": 2,
+    "unacked_restore_throttle": 1,
+    "unacked_mutex_expire": 2,
+}
 
 
 @pytest.fixture(params=["django", "redis", "amqp"])

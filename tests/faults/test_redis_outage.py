@@ -22,7 +22,11 @@ pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.django_db
 
 
 def options(visibility_timeout_s: float) -> dict[str, object]:
-    return {"visibility_timeout": visibility_timeout_s, "unacked_restore_throttle": 1}
+    return {
+        "visibility_timeout": visibility_timeout_s,
+        "unacked_restore_throttle": 1,
+        "unacked_mutex_expire": 2,
+    }
 
 
 def worker_env(log: ExecutionLog, transport_options: dict[str, object]) -> dict[str, str]:

@@ -74,6 +74,7 @@ BAD_TRANSPORT: dict[str, Any] = {
     "client_name": None,
     "unacked_restore_limit": 2**40,
     "unacked_restore_throttle": 0,
+    "unacked_mutex_expire": 0.5,
     "fanout_prefix": "true",
     "fanout_patterns": 0,
     "confirm_publish": "no",
