@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable, Iterator
 
 import pytest
+
+from tests.integration.harness import WorkerProcess
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -57,6 +60,21 @@ def use_broker() -> object:
     for broker in made:
         broker.close()
     set_broker(None)
+
+
+@pytest.fixture
+def worker_factory() -> Iterator[Callable[..., WorkerProcess]]:
+    """Start real worker subprocesses; any still running at the end of the test is killed."""
+    started: list[WorkerProcess] = []
+
+    def start(*args: str, wait_ready: bool = True, **kwargs: object) -> WorkerProcess:
+        worker = WorkerProcess(*args, **kwargs)  # type: ignore[arg-type]
+        started.append(worker)
+        return worker.start(wait_ready=wait_ready)
+
+    yield start
+    for worker in started:
+        worker.stop()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

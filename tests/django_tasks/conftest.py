@@ -90,4 +90,3 @@ def run_in_process(result_id: str, *, hostname: str = "inprocess@test") -> Any:
 
 
 # Real runworker subprocesses, as in the integration suite.
-from tests.integration.conftest import worker_factory  # noqa: E402, F401

@@ -27,7 +27,7 @@ import pytest
 
 from tests.faults.producer import ProducerProcess
 from tests.faults.servers import PrivatePostgres, PrivateRedis, amqp_vhost_of
-from tests.integration.harness import ROOT, WorkerProcess
+from tests.integration.harness import ROOT
 
 
 class ExecutionLog:
@@ -81,21 +81,6 @@ class ExecutionLog:
 @pytest.fixture
 def execution_log(tmp_path: Path) -> ExecutionLog:
     return ExecutionLog(tmp_path / "executions.log")
-
-
-@pytest.fixture
-def worker_factory() -> Iterator[Callable[..., WorkerProcess]]:
-    """Start real worker subprocesses; any still running at the end of the test is killed."""
-    started: list[WorkerProcess] = []
-
-    def start(*args: str, wait_ready: bool = True, **kwargs: object) -> WorkerProcess:
-        worker = WorkerProcess(*args, **kwargs)  # type: ignore[arg-type]
-        started.append(worker)
-        return worker.start(wait_ready=wait_ready)
-
-    yield start
-    for worker in started:
-        worker.stop()
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from django.db import connection
 
 from djworker.models import TaskResult
 from djworker.result import AsyncResult
-from tests.integration.conftest import worker_factory  # noqa: F401 - real worker subprocesses
 from tests.integration.harness import ROOT, WorkerProcess, unique_queue, wait_for
 from tests.taskapp import green_tasks, tasks
 
@@ -75,7 +74,7 @@ def plain_manage_worker() -> Iterator[Callable[..., WorkerProcess]]:
 @pytest.mark.parametrize("library", ["gevent", "eventlet"])
 @pytest.mark.parametrize("launcher", ["manage.py", "python -m djworker", "a plain manage.py"])
 def test_a_green_worker_is_patched_before_django_psycopg_and_kombu(
-    worker_factory: Callable[..., WorkerProcess],  # noqa: F811
+    worker_factory: Callable[..., WorkerProcess],
     module_worker: Callable[..., WorkerProcess],
     plain_manage_worker: Callable[..., WorkerProcess],
     redis_url: str,
@@ -109,7 +108,7 @@ def _worker_connections(app_name: str) -> int:
 
 @pytest.mark.parametrize("library", ["gevent", "eventlet"])
 def test_300_greenlets_using_the_orm_stay_within_the_connection_budget(
-    worker_factory: Callable[..., WorkerProcess],  # noqa: F811
+    worker_factory: Callable[..., WorkerProcess],
     redis_url: str,
     use_broker: Callable[..., object],
     library: str,
@@ -152,7 +151,7 @@ def test_300_greenlets_using_the_orm_stay_within_the_connection_budget(
 
 @pytest.mark.parametrize("library", ["gevent", "eventlet"])
 def test_a_green_worker_finishes_running_tasks_on_sigterm_and_enforces_hard_limits(
-    worker_factory: Callable[..., WorkerProcess],  # noqa: F811
+    worker_factory: Callable[..., WorkerProcess],
     redis_url: str,
     use_broker: Callable[..., object],
     library: str,
@@ -175,7 +174,7 @@ def test_a_green_worker_finishes_running_tasks_on_sigterm_and_enforces_hard_limi
 
 @pytest.mark.parametrize("library", ["gevent", "eventlet"])
 def test_a_running_green_task_is_terminated_by_id_and_the_worker_carries_on(
-    worker_factory: Callable[..., WorkerProcess],  # noqa: F811
+    worker_factory: Callable[..., WorkerProcess],
     redis_url: str,
     use_broker: Callable[..., object],
     library: str,

@@ -1,12 +1,12 @@
-"""Fixtures of the hostile suite: the fault suite's side channel and worker factory, a broker."""
+"""Fixtures of the hostile suite: the fault suite's side channel, a broker."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.faults.conftest import execution_log, worker_factory
+from tests.faults.conftest import execution_log
 
-__all__ = ["broker_name", "execution_log", "worker_factory"]
+__all__ = ["broker_name", "execution_log"]
 
 
 @pytest.fixture(params=["django", "redis", "amqp"])

@@ -1,27 +1,10 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
-from tests.integration.harness import WorkerProcess
-
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def worker_factory() -> Iterator[Callable[..., WorkerProcess]]:
-    """Start real worker subprocesses; any still running at the end of the test is killed."""
-    started: list[WorkerProcess] = []
-
-    def start(*args: str, wait_ready: bool = True, **kwargs: object) -> WorkerProcess:
-        worker = WorkerProcess(*args, **kwargs)  # type: ignore[arg-type]
-        started.append(worker)
-        return worker.start(wait_ready=wait_ready)
-
-    yield start
-    for worker in started:
-        worker.stop()
 
 
 @pytest.fixture(params=["django", "redis", "amqp"])
