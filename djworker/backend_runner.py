@@ -14,7 +14,9 @@ backend class as sender, after each write.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import inspect
 import json
 from datetime import datetime
 from typing import Any
@@ -24,7 +26,7 @@ from django.db import DatabaseError
 from django.dispatch import receiver
 from django.utils import timezone
 
-from djworker import message, result_store, signals
+from djworker import green, message, result_store, signals
 from djworker.backend_results import error_entry, to_task_result, update
 from djworker.backend_task import broker_priority, extras_of
 from djworker.conf import default_hostname
@@ -104,6 +106,26 @@ def _forget_backends(*, setting: str, **kwargs: Any) -> None:
                 entry._variants.clear()
 
 
+def _run_coroutine_green(func: Any, args: Any, kwargs: Any) -> Any:
+    """Run an async task on a green pool: its event loop in a real OS thread of the hub's pool.
+
+    An asyncio loop in a greenlet (``async_to_sync`` runs it in a patched, green thread) can
+    block the hub on its selector, and with it every run of the worker; in a real thread it
+    blocks only that thread while this greenlet waits cooperatively.
+    """
+
+    def run() -> Any:
+        return asyncio.run(func(*args, **kwargs))
+
+    if green.patched == "gevent":
+        import gevent
+
+        return gevent.get_hub().threadpool.apply(run)
+    from eventlet import tpool
+
+    return tpool.execute(run)
+
+
 class FrameworkTask(NativeTask[Any, Any]):
     """The registry entry for a django.tasks ``Task`` (``self.task``)."""
 
@@ -115,6 +137,7 @@ class FrameworkTask(NativeTask[Any, Any]):
             **extras_of(task),
         )
         self.task = task
+        self._is_async = inspect.iscoroutinefunction(task.func)
         # The live TaskResult of each run in this process, from its start to its end: the
         # context a task receives, and what the signals carry. Keyed by result id.
         self._runs: dict[str, TaskResult] = {}  # type: ignore[type-arg]
@@ -132,7 +155,9 @@ class FrameworkTask(NativeTask[Any, Any]):
         # (over its delivery cap) sends no task_started.
         send(task_started, result)
         if self.task.takes_context:
-            value = self.task.call(TaskContext(task_result=result), *args, **kwargs)
+            args = [TaskContext(task_result=result), *args]
+        if self._is_async and green.patched:
+            value = _run_coroutine_green(self.task.func, args, kwargs)
         else:
             value = self.task.call(*args, **kwargs)
         # As Django's own executor does: a value JSON cannot carry fails the run, here.

@@ -26,6 +26,8 @@ from tests.taskapp import tasks as native_tasks
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 POOLS = ["threads", "prefork"]
+#: the main scenario runs on every pool
+ALL_POOLS = [*POOLS, "gevent", "eventlet"]
 
 
 @task
@@ -39,14 +41,18 @@ def finished(*results: TaskResult, timeout_s: float = 60) -> None:  # type: igno
             result.refresh()
         return all(r.is_finished for r in results)
 
-    wait_for(all_done, timeout_s=timeout_s, what="the results to finish")
+    try:
+        wait_for(all_done, timeout_s=timeout_s, what="the results to finish")
+    except AssertionError as exc:
+        waiting = [(r.task.name, r.id, str(r.status)) for r in results if not r.is_finished]
+        raise AssertionError(f"{exc}; still waiting: {waiting}") from None
 
 
 def signal_lines(path: Path) -> list[list[str]]:
     return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
 
 
-@pytest.mark.parametrize("pool", POOLS)
+@pytest.mark.parametrize("pool", ALL_POOLS)
 def test_a_worker_runs_django_tasks_next_to_djworker_tasks(
     worker_factory: Callable[..., WorkerProcess], pool: str, tmp_path: Path
 ) -> None:
