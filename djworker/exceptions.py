@@ -67,6 +67,10 @@ class TimeLimitExceeded(Exception):
     """Recorded when a task ran past its hard time limit and was stopped."""
 
 
+class Terminated(Exception):
+    """Recorded when an operator terminated a running task (admin action or ``terminate()``)."""
+
+
 class WorkerLost(Exception):
     """Recorded when the process running a task died before reporting an outcome."""
 

@@ -87,6 +87,3 @@ def run_in_process(result_id: str, *, hostname: str = "inprocess@test") -> Any:
         attempt=max(row.attempts, 0),
     )
     return execute(Job(1, envelope, hostname=hostname))
-
-
-# Real runworker subprocesses, as in the integration suite.

@@ -217,3 +217,35 @@ def test_a_worker_on_redis_runs_django_tasks_in_priority_order(
     finished(*calls)
     assert order.read_text().split() == ["high", "default", "low"]
     assert [c.return_value for c in calls] == ["low", "high", "default"]
+
+
+def test_a_running_django_task_can_be_terminated_like_any_other(
+    worker_factory: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    from djworker import AsyncResult
+
+    queue = unique_queue("dt")
+    signal_log = tmp_path / "signals.log"
+    worker = worker_factory(
+        "--pool",
+        "prefork",
+        "-c",
+        "1",
+        "-Q",
+        queue,
+        env={"DJWORKER_TEST_SIGNAL_LOG": str(signal_log)},
+    )
+    marker = tmp_path / "started"
+    result = tasks.block_until_killed.using(queue_name=queue).enqueue(str(marker))
+    wait_for(marker.exists, timeout_s=30, what="the run to start")
+    wait_for(lambda: AsyncResult(result.id).status == "RUNNING", what="the RUNNING row")
+    AsyncResult(result.id).terminate()
+    finished(result)
+
+    assert result.status == TaskResultStatus.FAILED
+    [error] = result.errors
+    assert error.exception_class_path == "djworker.exceptions.Terminated"
+    assert error.exception_class.__name__ == "Terminated"
+    finished_lines = [line for line in signal_lines(signal_log) if line[0] == "task_finished"]
+    assert [(line[2], line[3]) for line in finished_lines] == [("FAILED", result.id)]
+    assert worker.process is not None and worker.process.poll() is None
