@@ -94,7 +94,8 @@ class Command(BaseCommand):
             "-n",
             "--hostname",
             type=_option("hostname"),
-            help="the worker's name, unique among running workers (default: djworker.PID@HOST)",
+            help="the worker's name, unique among running workers; %%h host, %%n its first "
+            "label, %%d domain, %%i pid, %%%% a percent sign (default: djworker@%%h)",
         )
         parser.add_argument(
             "-l",
