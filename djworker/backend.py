@@ -25,8 +25,9 @@ from django.db import DatabaseError, router, transaction
 from django.utils import timezone
 
 from djworker.backend_task import WorkerTask, broker_priority
-from djworker.conf import DEFAULT_QUEUE, queue_name_error
+from djworker.conf import DEFAULT_QUEUE
 from djworker.log_safety import get_logger
+from djworker.option_values import queue_name_error
 from djworker.tasks_framework import (
     BaseTaskBackend,
     InvalidTask,

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 from django.utils import timezone
 
 from djworker import message
-from djworker.conf import DEFAULT_QUEUE, parse_queues
+from djworker.conf import DEFAULT_QUEUE
 from djworker.exceptions import ConfigurationError, UnknownTask
 from djworker.log_safety import get_logger
+from djworker.option_values import parse_queues
 
 if TYPE_CHECKING:
     from djworker.result import AsyncResult

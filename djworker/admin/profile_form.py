@@ -16,7 +16,7 @@ from typing import Any
 from django import forms
 from django.utils.html import format_html
 
-from djworker import conf
+from djworker import conf, option_values
 from djworker.concurrency import PROFILE_POOLS
 from djworker.exceptions import ConfigurationError
 from djworker.models import Worker, WorkerConfig, WorkerState
@@ -153,7 +153,7 @@ class ProfileForm(forms.ModelForm):
 
     def clean_max_memory_per_child(self) -> int | None:
         try:
-            return conf.parse_size_kib(
+            return option_values.parse_size_kib(
                 self.cleaned_data.get("max_memory_per_child"), name="max memory per child"
             )
         except ConfigurationError as exc:

@@ -13,7 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
-from djworker import conf, permissions
+from djworker import option_values, permissions
 from djworker.broker import get_broker, redact_url
 from djworker.cli.status import queue_names
 from djworker.durations import for_people
@@ -46,7 +46,9 @@ class BrokerQueueAdmin(admin.ModelAdmin):
         inspector = inspector_for(broker)
         can_purge = request.user.has_perm(permissions.PURGE_QUEUE)
         if request.method == "POST" and can_purge:
-            chosen = [q for q in request.POST.getlist("queue") if not conf.queue_name_error(q)]
+            chosen = [
+                q for q in request.POST.getlist("queue") if not option_values.queue_name_error(q)
+            ]
             if not chosen:
                 self.message_user(request, "No queue selected.", messages.WARNING)
             elif request.POST.get("confirmed") == "yes":

@@ -57,10 +57,10 @@ def fail(message: str, code: int = EXIT_UNHEALTHY) -> CommandError:
 
 
 def queue_name(text: str) -> str:
-    """An argparse type: a queue name by djworker's one rule (``conf.queue_name_error``)."""
-    from djworker import conf
+    """An argparse type: a queue name by djworker's one rule (``queue_name_error``)."""
+    from djworker import option_values
 
-    error = conf.queue_name_error(text)
+    error = option_values.queue_name_error(text)
     if error:
         raise argparse.ArgumentTypeError(error)
     return text

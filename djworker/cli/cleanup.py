@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import CommandParser, OutputWrapper
 
-from djworker import conf, expiry
+from djworker import conf, expiry, option_values
 from djworker.cli import Subcommand
 from djworker.cli.retry import age
 
@@ -31,7 +31,9 @@ class Cleanup(Subcommand):
         if options["older_than"] is not None:
             expires_s: float | None = options["older_than"].total_seconds()
         else:
-            expires_s = conf.read_settings().get("result_expires_s", conf.DEFAULT_RESULT_EXPIRES_S)
+            expires_s = conf.read_settings().get(
+                "result_expires_s", option_values.DEFAULT_RESULT_EXPIRES_S
+            )
         if expires_s is None:
             out.write(
                 "RESULT_EXPIRES is None: results are kept forever; nothing deleted "

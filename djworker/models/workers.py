@@ -19,8 +19,8 @@ from django.utils import timezone
 
 from djworker import bounds
 from djworker.concurrency import PROFILE_POOLS, custom_pools, profile_pool_error
-from djworker.conf import parse_queues
 from djworker.exceptions import ConfigurationError
+from djworker.option_values import parse_queues
 
 #: fields that are a number of pool slots, each at most ``MAX_CONCURRENCY``
 SIZE_FIELDS = ("concurrency", "autoscale_min", "autoscale_max")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from djworker import conf
+from djworker import conf, option_values
 from djworker.exceptions import ConfigurationError
 
 
@@ -12,18 +12,18 @@ from djworker.exceptions import ConfigurationError
 def test_autoscale_takes_either_order_and_the_smaller_number_is_the_minimum(
     text: str, expected: tuple[int, int]
 ) -> None:
-    assert conf.parse_autoscale(text) == expected
+    assert option_values.parse_autoscale(text) == expected
 
 
 @pytest.mark.parametrize("text", ["3", "3,x", "0,2", "-1,2", "1,2,3", ""])
 def test_bad_autoscale_values_are_refused_naming_the_value(text: str) -> None:
     if text == "":
-        assert conf.parse_autoscale(text) is None
+        assert option_values.parse_autoscale(text) is None
         return
     with pytest.raises(
         ConfigurationError, match=r"--autoscale expects two positive integers like 1,3.*got"
     ):
-        conf.parse_autoscale(text)
+        option_values.parse_autoscale(text)
 
 
 @pytest.mark.parametrize(
@@ -38,13 +38,13 @@ def test_bad_autoscale_values_are_refused_naming_the_value(text: str) -> None:
     ],
 )
 def test_memory_sizes_are_kib_or_carry_a_unit(value: object, kib: int) -> None:
-    assert conf.parse_size_kib(value, name="--max-memory-per-child") == kib
+    assert option_values.parse_size_kib(value, name="--max-memory-per-child") == kib
 
 
 @pytest.mark.parametrize("value", ["lots", "200XB", "-5"])
 def test_bad_memory_sizes_are_refused(value: str) -> None:
     with pytest.raises(ConfigurationError, match="--max-memory-per-child expects a size"):
-        conf.parse_size_kib(value, name="--max-memory-per-child")
+        option_values.parse_size_kib(value, name="--max-memory-per-child")
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
@@ -52,20 +52,20 @@ def test_concurrency_must_be_a_positive_integer(value: str) -> None:
     with pytest.raises(
         ConfigurationError, match=f"--concurrency expects a positive integer; got '{value}'"
     ):
-        conf.parse_positive_int(value, name="--concurrency")
+        option_values.parse_positive_int(value, name="--concurrency")
 
 
 def test_an_unknown_pool_is_refused_with_the_choices_and_a_suggestion() -> None:
     with pytest.raises(ConfigurationError) as info:
-        conf.parse_pool("thread", name="--pool")
+        option_values.parse_pool("thread", name="--pool")
     assert "solo, threads, prefork" in str(info.value)
     assert "Did you mean 'threads'?" in str(info.value)
 
 
 def test_queue_names_are_split_and_deduplicated() -> None:
-    assert conf.parse_queues("a, b,a", name="-Q") == ("a", "b")
+    assert option_values.parse_queues("a, b,a", name="-Q") == ("a", "b")
     with pytest.raises(ConfigurationError, match="-Q expects comma-separated queue names"):
-        conf.parse_queues("a,,b", name="-Q")
+        option_values.parse_queues("a,,b", name="-Q")
 
 
 @pytest.mark.parametrize(
@@ -83,10 +83,10 @@ def test_queue_names_are_split_and_deduplicated() -> None:
     ],
 )
 def test_one_queue_name_rule_bounds_characters_and_utf8_bytes(queue: str, allowed: bool) -> None:
-    assert (conf.queue_name_error(queue) == "") is allowed
+    assert (option_values.queue_name_error(queue) == "") is allowed
     if not allowed:
         with pytest.raises(ConfigurationError, match=r"^-Q expects comma-separated queue names; "):
-            conf.parse_queues(queue, name="-Q")
+            option_values.parse_queues(queue, name="-Q")
 
 
 def test_layers_apply_in_order_and_remember_their_source() -> None:
@@ -171,4 +171,4 @@ def test_a_bad_delivery_cap_is_refused_naming_the_value(value: object) -> None:
     with pytest.raises(
         ConfigurationError, match=r"--max-deliveries expects a whole number >= 0 .*0 means no cap"
     ):
-        conf.parse_delivery_cap(value, name="--max-deliveries")
+        option_values.parse_delivery_cap(value, name="--max-deliveries")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from djworker import conf, nodename
+from djworker import conf, nodename, option_values
 from djworker.exceptions import ConfigurationError
 
 
@@ -24,7 +24,7 @@ def test_a_name_template_expands_celerys_placeholders(template: str, expected: s
 
 def test_an_unknown_placeholder_is_refused_in_one_line_naming_the_allowed_ones() -> None:
     with pytest.raises(ConfigurationError) as info:
-        conf.parse_hostname("w@%x", name="--hostname")
+        option_values.parse_hostname("w@%x", name="--hostname")
     assert str(info.value) == (
         "--hostname: worker names take the placeholders %h, %n, %d, %i or %%; got '%x' in 'w@%x'"
     )

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from djworker import conf
+from djworker import conf, option_values
 from djworker.exceptions import ConfigurationError
 
 
@@ -53,7 +53,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "-c",
             "--concurrency",
-            type=_arg(conf.parse_positive_int, "--concurrency"),
+            type=_arg(option_values.parse_positive_int, "--concurrency"),
             help="number of pool slots (default: the number of CPUs; 1 for solo)",
         )
         parser.add_argument(
@@ -73,7 +73,7 @@ class Command(BaseCommand):
             "--config",
             dest="config_name",
             default=conf.DEFAULT_PROFILE,
-            type=_arg(conf.parse_profile_name, "--config"),
+            type=_arg(option_values.parse_profile_name, "--config"),
             metavar="NAME",
             help="the pool settings profile (admin) to follow live; it must exist, except "
             f"{conf.DEFAULT_PROFILE!r}, which is created if missing (default: "
@@ -101,7 +101,7 @@ class Command(BaseCommand):
             "-l",
             "--loglevel",
             type=_option("loglevel"),
-            help=f"one of {', '.join(conf.LOG_LEVELS)} (default: INFO)",
+            help=f"one of {', '.join(option_values.LOG_LEVELS)} (default: INFO)",
         )
         parser.add_argument(
             "--prefetch-multiplier",
@@ -110,7 +110,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--max-tasks-per-child",
-            type=_arg(conf.parse_positive_int, "--max-tasks-per-child"),
+            type=_arg(option_values.parse_positive_int, "--max-tasks-per-child"),
             help="replace a pool process after this many tasks (prefork)",
         )
         parser.add_argument(
