@@ -8,12 +8,10 @@ thread, so kombu objects never cross threads. Prefetch follows the pool size.
 from __future__ import annotations
 
 import contextlib
-import heapq
 import itertools
 import queue
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from datetime import datetime
 from time import monotonic
 from typing import Any
@@ -27,7 +25,9 @@ from djworker.broker import Broker, probe, redact_url
 from djworker.calls import RunningCalls
 from djworker.concurrency.base import BasePool
 from djworker.conf import WorkerSettings
+from djworker.delivery import Delivery, refuse, reject_undecodable
 from djworker.exceptions import ConfigurationError, InvalidMessage, TaskExpired, UnknownTask
+from djworker.held import HeldMessages
 from djworker.job import Job, Limits, Outcome, OutcomeKind
 from djworker.log_safety import get_logger
 from djworker.stalls import StallWatch
@@ -44,22 +44,6 @@ IDLE_WAIT_S = 1.0
 BUSY_WAIT_S = 0.01
 #: how often a consumer with a full prefetch window checks that its connection is alive
 PROBE_EVERY_S = 0.2
-
-
-@dataclass
-class Delivery:
-    """A received message the consumer still answers for."""
-
-    envelope: dict[str, Any]
-    message: Message
-    acked: bool = False
-    #: its connection was lost: the broker delivers it again, so it is neither acked nor retried
-    orphaned: bool = False
-
-    @property
-    def call(self) -> tuple[str, int]:
-        """The call this message carries: a redelivery has the same, a retry the next attempt."""
-        return (str(self.envelope["id"]), int(self.envelope["attempt"]))
 
 
 class _StopConnecting(Exception):
@@ -89,7 +73,7 @@ class Consumer:
         self.hold = config.paused
         self.queues = list(config.queues)
         self._deliveries: dict[int, Delivery] = {}
-        self._held: list[tuple[datetime, int]] = []  # (eta, token), soonest first
+        self._held = HeldMessages()
         self._calls = RunningCalls()
         self.stalls = StallWatch(self)
         self._tokens = itertools.count(1)
@@ -141,7 +125,7 @@ class Consumer:
             queues=[self.broker.queue(name) for name in self.queues],
             callbacks=[self._on_message],
             accept=["json"],
-            on_decode_error=self._on_decode_error,
+            on_decode_error=reject_undecodable,
         )
         self.update_prefetch()
         if not self.hold:
@@ -178,8 +162,7 @@ class Consumer:
         for delivery in self._deliveries.values():
             delivery.orphaned = True
         dropped = [job.token for job in self.pool.withdraw(unacked)]
-        dropped.extend(token for _, token in self._held)
-        self._held.clear()
+        dropped.extend(self._held.take_all())
         dropped.extend(self._calls.unpark_all())
         ids = []
         for token in dropped:
@@ -321,9 +304,9 @@ class Consumer:
                 self._probe_if_due()
             return
         timeout = BUSY_WAIT_S if self.in_flight else IDLE_WAIT_S
-        if self._held:
-            due_in = (self._held[0][0] - self.clock()).total_seconds()
-            timeout = max(0.0, min(timeout, due_in))
+        next_due = self._held.next_due()
+        if next_due is not None:
+            timeout = max(0.0, min(timeout, (next_due - self.clock()).total_seconds()))
         assert self.connection is not None
         with contextlib.suppress(TimeoutError):  # socket.timeout is TimeoutError
             self.connection.drain_events(timeout=timeout)
@@ -366,35 +349,13 @@ class Consumer:
         if outcome.kind in (OutcomeKind.FAILED, OutcomeKind.LOST) and not outcome.requeue:
             self.failed += 1
         try:
-            self._answer(delivery, outcome)
+            delivery.answer(outcome, self.broker)
         except BaseException:
             # The connection is likely gone: its redeliveries stay parked, to be dropped with
             # it (``connection_lost``) rather than answered on it.
             self._calls.park(outcome.token, waiting)
             raise
         self._release_parked(waiting, delivery, outcome)
-
-    def _answer(self, delivery: Delivery, outcome: Outcome) -> None:
-        """Acknowledge, hand back or retry the message of a finished run."""
-        if delivery.orphaned and not delivery.acked:
-            # Its connection is gone and the broker delivers it again: acking it on the dead
-            # channel could only fail, and a retry published now would run it twice.
-            return
-        if outcome.kind is OutcomeKind.RETRY and outcome.retry_envelope is not None:
-            try:
-                self.broker.publish(outcome.retry_envelope)
-            except Exception:
-                logger.exception(
-                    "id=%s retry could not be published; redelivering", outcome.task_id
-                )
-                self._give_back(delivery)
-                return
-        if outcome.requeue:
-            self._give_back(delivery)
-        elif outcome.reject and not delivery.acked:
-            delivery.message.reject()  # for good: dead-lettered where the queue has a DLX
-        elif not delivery.acked:
-            delivery.message.ack()
 
     def _release_parked(self, waiting: list[int], first: Delivery, outcome: Outcome) -> None:
         """Settle the redeliveries that waited for the run of ``first``.
@@ -427,51 +388,14 @@ class Consumer:
             return
         if self.stopping:
             for redelivery in waiting:
-                self._give_back(self._deliveries.pop(redelivery))
+                self._deliveries.pop(redelivery).give_back(self.broker)
             return
         rerun, *rest = waiting
         self._calls.park(rerun, rest)
         delivery = self._deliveries[rerun]
         self._dispatch(rerun, get_task(delivery.envelope["task"]))
 
-    def _give_back(self, delivery: Delivery) -> None:
-        """Return a message to its queue; one acknowledged early is published again."""
-        if not delivery.acked:
-            delivery.message.requeue()
-            return
-        try:
-            self.broker.publish(delivery.envelope)
-        except Exception:
-            # The message is gone from the broker and cannot be published: say so in full.
-            logger.exception(
-                "id=%s could not be handed back to the broker; envelope=%r",
-                delivery.envelope["id"],
-                delivery.envelope,
-            )
-
     # -- receiving ----------------------------------------------------------------------------
-
-    def _on_decode_error(self, msg: Message, exc: Exception) -> None:
-        logger.error(
-            "rejected a message that could not be decoded (content_type=%.80r "
-            "content_encoding=%.80r): %s",
-            msg.content_type,
-            msg.content_encoding,
-            exc,
-        )
-        msg.reject()
-
-    def _refuse(self, body: Any, msg: Message, exc: Exception) -> None:
-        """Reject a message that cannot run, recording why where it carries an id.
-
-        The message goes whether or not the record can be written: a refusal that came back
-        each time its write failed would stop every message behind it.
-        """
-        recorded = result_store.record_refused(
-            body, reason=str(exc), exception_class=type(exc).__name__
-        )
-        logger.error("rejected message (recorded=%s): %s", recorded, exc)
-        msg.reject()
 
     def _on_message(self, body: Any, msg: Message) -> None:
         try:
@@ -483,23 +407,21 @@ class Consumer:
             logger.exception("rejected a message that could not be handled")
             self._forget(msg)
             if not msg.acknowledged:
-                self._refuse(body, msg, exc)
+                refuse(body, msg, exc)
 
     def _forget(self, msg: Message) -> None:
         """Stop answering for ``msg``: it is settled here, not by an outcome."""
         tokens = {token for token, delivery in self._deliveries.items() if delivery.message is msg}
         for token in tokens:
             del self._deliveries[token]
-        if any(token in tokens for _, token in self._held):
-            self._held = [entry for entry in self._held if entry[1] not in tokens]
-            heapq.heapify(self._held)
+        self._held.discard(tokens)
 
     def _receive(self, body: Any, msg: Message) -> None:
         try:
             envelope = message.validate(body)
             task = get_task(envelope["task"])
         except (InvalidMessage, UnknownTask) as exc:
-            self._refuse(body, msg, exc)
+            refuse(body, msg, exc)
             return
         if self.hold:
             # Received just before a pause took effect: back to the queue, untouched.
@@ -509,7 +431,7 @@ class Consumer:
         self._deliveries[token] = Delivery(envelope, msg)
         eta = message.parse_time(envelope.get("eta"), "eta")
         if eta is not None and eta > self.clock():
-            heapq.heappush(self._held, (eta, token))
+            self._held.hold(eta, token)
             self.update_prefetch()
             return
         self._dispatch(token, task)
@@ -519,8 +441,7 @@ class Consumer:
             return
         released = False
         now = self.clock()
-        while self._held and self._held[0][0] <= now:
-            _, token = heapq.heappop(self._held)
+        for token in self._held.pop_due(now):
             released = True
             delivery = self._deliveries[token]
             self._dispatch(token, get_task(delivery.envelope["task"]))
@@ -592,13 +513,12 @@ class Consumer:
                 # the broker's redelivery of this message must run, not wait for a run that
                 # will never report.
                 for parked in self._calls.finish(delivery.call, job.token):
-                    self._give_back(self._deliveries.pop(parked))
-                self._give_back(delivery)
-        while self._held:
-            _, token = heapq.heappop(self._held)
+                    self._deliveries.pop(parked).give_back(self.broker)
+                delivery.give_back(self.broker)
+        for token in self._held.take_all():
             delivery = self._deliveries.pop(token, None)
             if delivery is not None:
-                self._give_back(delivery)
+                delivery.give_back(self.broker)
         if jobs:
             logger.info("handed %d unstarted task(s) back to the broker", len(jobs))
 

@@ -102,7 +102,7 @@ class StallWatch:
     def _dispatched(self) -> list[int]:
         """Deliveries handed to the pool and not settled (neither held for an ETA nor parked)."""
         consumer = self.consumer
-        waiting = {token for _, token in consumer._held}
+        waiting = consumer._held.tokens()
         waiting.update(consumer._calls.parked())
         return [token for token in consumer._deliveries if token not in waiting]
 
