@@ -6,6 +6,7 @@ test database pytest-django created, so both sides see the same rows.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -26,6 +27,13 @@ ROOT = Path(__file__).resolve().parents[2]
 #: the end of the worker's "worker=NAME ready" log line (eventlet's start-up warning says
 #: "already", so a bare "ready" would match before the worker is)
 READY = " ready\n"
+
+
+#: Transport options of tests that kill a worker and wait for its messages to come back: a short
+#: visibility timeout, and (Redis) a short life for the lock of kombu's scan for such messages,
+#: which a killed worker may have held (300 s by default, longer than any test waits).
+QUICK_REDELIVERY: dict[str, object] = {"visibility_timeout": 3, "unacked_mutex_expire": 2}
+QUICK_REDELIVERY_ENV = {"DJWORKER_BROKER_TRANSPORT_OPTIONS": json.dumps(QUICK_REDELIVERY)}
 
 
 def database_url_for_workers() -> str:

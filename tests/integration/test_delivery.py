@@ -13,7 +13,14 @@ from kombu import Connection, Producer
 from djworker.broker import Broker
 from djworker.conf import DEFAULT_QUEUE
 from djworker.models import TaskResult
-from tests.integration.harness import WorkerProcess, purge_queue, unique_queue, wait_for
+from tests.integration.harness import (
+    QUICK_REDELIVERY,
+    QUICK_REDELIVERY_ENV,
+    WorkerProcess,
+    purge_queue,
+    unique_queue,
+    wait_for,
+)
 from tests.taskapp import tasks
 from tests.taskapp.models import Note
 
@@ -31,7 +38,7 @@ def broker(request: pytest.FixtureRequest, use_broker: Callable[..., Broker]) ->
         url = "django://"
     else:
         url = request.getfixturevalue(f"{request.param}_url")
-    made = use_broker(url, {"visibility_timeout": 3})
+    made = use_broker(url, QUICK_REDELIVERY)
     purge_queue(made, DEFAULT_QUEUE)
     return url
 
@@ -40,7 +47,7 @@ def start_worker(factory: Callable[..., WorkerProcess], url: str, *args: str) ->
     return factory(
         *args,
         broker_url=url,
-        env={"DJWORKER_BROKER_TRANSPORT_OPTIONS": '{"visibility_timeout": 3}'},
+        env=QUICK_REDELIVERY_ENV,
     )
 
 

@@ -9,7 +9,13 @@ from collections.abc import Callable
 import pytest
 
 from djworker.models import TaskResult, Worker
-from tests.integration.harness import WorkerProcess, unique_queue, wait_for
+from tests.integration.harness import (
+    QUICK_REDELIVERY,
+    QUICK_REDELIVERY_ENV,
+    WorkerProcess,
+    unique_queue,
+    wait_for,
+)
 from tests.integration.test_admin_powers import staff
 from tests.taskapp import tasks
 
@@ -21,11 +27,11 @@ LOST_AFTER_S = "10"
 def test_a_worker_killed_with_sigkill_leaves_no_row_running_after_the_lease_and_threshold(
     every_broker, use_broker, worker_factory: Callable[..., WorkerProcess]
 ) -> None:
-    use_broker(every_broker, {"visibility_timeout": 3})
+    use_broker(every_broker, QUICK_REDELIVERY)
     queue = unique_queue()
     env = {
         "DJWORKER_TEST_WORKER_LOST_AFTER": LOST_AFTER_S,
-        "DJWORKER_BROKER_TRANSPORT_OPTIONS": '{"visibility_timeout": 3}',
+        **QUICK_REDELIVERY_ENV,
     }
     victim_name = f"victim-{queue}@%h"
     victim = worker_factory(
