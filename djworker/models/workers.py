@@ -209,7 +209,11 @@ class WorkerQuerySet(models.QuerySet["Worker"]):
         online = self.filter(state=WorkerState.ONLINE)
         stale = [
             w.pk
-            for w in online.only("state", "last_heartbeat", "heartbeat_interval_s")
+            # select_related(None): the admin's queryset follows ``config``, and Django 6.1
+            # refuses to follow a relation that only() defers.
+            for w in online.select_related(None).only(
+                "state", "last_heartbeat", "heartbeat_interval_s"
+            )
             if w.current_state == WorkerState.STALE
         ]
         if state == WorkerState.STALE:
