@@ -151,6 +151,11 @@ class Channel(kombu_redis.Channel):
 
     QoS = QoS
     connection: Transport
+    #: seconds the lock of the scan for a dead consumer's messages lives (kombu: 300). A scan
+    #: restores at most ``unacked_restore_limit`` messages and takes milliseconds; the lock's
+    #: life only matters when its holder is killed mid-scan, and then every worker's scans
+    #: wait for it: a killed worker must not hold back everyone's redeliveries for 5 minutes.
+    unacked_mutex_expire = 30
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._pool_client: redis.Redis | None = None

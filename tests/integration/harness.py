@@ -30,9 +30,13 @@ READY = " ready\n"
 
 
 #: Transport options of tests that kill a worker and wait for its messages to come back: a short
-#: visibility timeout, and (Redis) a short life for the lock of kombu's scan for such messages,
-#: which a killed worker may have held (300 s by default, longer than any test waits).
-QUICK_REDELIVERY: dict[str, object] = {"visibility_timeout": 3, "unacked_mutex_expire": 2}
+#: visibility timeout and, on Redis, a scan for them on every poll (kombu scans every 10th) and
+#: a short life for the scan's lock, which a killed worker may have held.
+QUICK_REDELIVERY: dict[str, object] = {
+    "visibility_timeout": 3,
+    "unacked_restore_throttle": 1,
+    "unacked_mutex_expire": 2,
+}
 QUICK_REDELIVERY_ENV = {"DJWORKER_BROKER_TRANSPORT_OPTIONS": json.dumps(QUICK_REDELIVERY)}
 
 
