@@ -15,7 +15,7 @@ import eventlet
 import eventlet.patcher
 from greenlet import GreenletExit
 
-from djworker.concurrency.green import GreenPool, GreenRuntime
+from djworker.concurrency.green_pool import GreenPool, GreenRuntime
 from djworker.exceptions import PoolNotAvailable
 
 

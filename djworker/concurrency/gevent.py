@@ -2,7 +2,7 @@
 
 Start the worker with ``runworker --pool=gevent`` through ``manage.py`` or ``python -m djworker``
 so the standard library is patched before Django, psycopg or kombu are imported (see
-``djworker.green``). Everything but the gevent calls lives in ``djworker.concurrency.green``.
+``djworker.green``). Everything but the gevent calls lives in ``djworker.concurrency.green_pool``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import gevent
 import gevent.monkey
 from greenlet import GreenletExit
 
-from djworker.concurrency.green import GreenPool, GreenRuntime
+from djworker.concurrency.green_pool import GreenPool, GreenRuntime
 from djworker.exceptions import PoolNotAvailable
 
 

@@ -31,8 +31,8 @@ from django.db import close_old_connections
 
 from djworker import db
 from djworker.concurrency.base import BasePool
-from djworker.concurrency.prefork_child import child_guard, child_main
-from djworker.concurrency.prefork_process import Child, describe_exit
+from djworker.concurrency.prefork_child_handle import Child, describe_exit
+from djworker.concurrency.prefork_child_main import child_guard, child_main
 from djworker.concurrency.prefork_server import ForkServer
 from djworker.exceptions import ConfigurationError
 from djworker.job import Job, Limits, Outcome, OutcomeKind

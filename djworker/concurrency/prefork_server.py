@@ -38,7 +38,7 @@ from collections.abc import Callable
 from multiprocessing.connection import wait
 from typing import Any
 
-from djworker.concurrency.prefork_process import describe_exit, kill_group
+from djworker.concurrency.prefork_child_handle import describe_exit, kill_group
 from djworker.log_safety import get_logger
 
 logger = get_logger(__name__)
@@ -220,7 +220,7 @@ def _serve(
 ) -> None:
     import billiard
 
-    from djworker.concurrency.prefork_child import die_with_parent, set_title
+    from djworker.concurrency.prefork_child_main import die_with_parent, set_title
 
     worker_end.close()
     close_in_server()

@@ -12,7 +12,7 @@ import weakref
 import pytest
 
 from djworker.concurrency.prefork import PreforkPool, describe_exit
-from djworker.concurrency.prefork_child import child_guard, current_rss_kib
+from djworker.concurrency.prefork_child_main import child_guard, current_rss_kib
 from djworker.exceptions import SoftTimeLimitExceeded
 from djworker.job import Job, Limits, Outcome, OutcomeKind
 

@@ -1,4 +1,6 @@
-"""The prefork pool's child process: the loop that runs jobs, and what a child does at birth.
+"""What runs inside a prefork child: the loop that runs jobs, and what a child does at birth.
+
+The parent's handle on a child (its state, how it is killed) is in ``prefork_child_handle``.
 
 A child is forked from the pool's fork server, itself a fork of the worker (Django is already
 set up and every task module imported), so it does no initialisation of its own beyond making

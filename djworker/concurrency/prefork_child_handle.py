@@ -1,4 +1,7 @@
-"""The parent's view of one prefork child: its state, how it is killed, how its exit reads."""
+"""The parent's handle on one prefork child: its state, how it is killed, how its exit reads.
+
+The code that runs inside the child is in ``prefork_child_main``.
+"""
 
 from __future__ import annotations
 
