@@ -1,9 +1,11 @@
 """Live control of a running worker: profile reconcile, control commands, autoscale, heartbeat.
 
 Runs on the worker's control thread (``ControlLoop``), which reads and writes the database.
-Anything that touches kombu or the pool is handed to the consumer's thread with
-``Consumer.call_soon`` and its outcome collected on a later tick, so a solo pool busy with a task
-never stops this thread from answering.
+It sees the worker through ``running_worker.RunningWorker`` and only translates: a profile
+revision becomes ``apply_settings``, a command row runs its entry of the command table
+(``control_commands``). Anything that touches kombu or the pool is handed to the consumer's
+thread with ``call_soon`` and its outcome collected on a later tick, so a solo pool busy with a
+task never stops this thread from answering.
 
 What a profile change does:
 
@@ -19,28 +21,27 @@ Settings pinned by the environment or the command line are never changed by the 
 from __future__ import annotations
 
 import os
-import sys
+from collections.abc import Callable
 from concurrent.futures import Future, wait
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from django.db import connections, router
+from django.db import router
 from django.utils import timezone
 
-from djworker import bounds, conf
+from djworker import conf
 from djworker.autoscale import Autoscaler, Load
 from djworker.broker import redact_url
 from djworker.busy import retry_when_busy
-from djworker.concurrency import GREEN_POOLS, resolve_pool
+from djworker.concurrency import resolve_pool
+from djworker.control_commands import control_action
 from djworker.exceptions import ConfigurationError
 from djworker.expiry import ExpirySweeper
 from djworker.heartbeat import Heartbeat
 from djworker.log_safety import get_logger
 from djworker.lost_workers import LostWorkerWatch, settle_previous_runs
-from djworker.models import CommandAction, CommandStatus, ControlCommand, WorkerConfig
+from djworker.models import CommandStatus, ControlCommand, WorkerConfig
+from djworker.running_worker import RunningWorker
 from djworker.stuck_results import StuckResultsWatch
-
-if TYPE_CHECKING:
-    from djworker.worker import Worker
 
 logger = get_logger(__name__)
 
@@ -92,8 +93,10 @@ def settings_table(config: conf.WorkerSettings) -> list[list[Any]]:
 class ControlPlane:
     """The worker's side of the control plane: one instance per worker, ticked by ControlLoop."""
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: RunningWorker) -> None:
         self.worker = worker
+        #: what the worker's control tick runs (filled by ``start``)
+        self.hooks: list[Callable[[], None]] = []
         self.applied_revision = 0
         self.seen_revision = 0
         self.config_error = ""
@@ -110,7 +113,7 @@ class ControlPlane:
     # -- lifecycle (main thread) ---------------------------------------------------------------
 
     def start(self) -> None:
-        """Register the worker row and hook into the control tick."""
+        """Register the worker row and list the hooks of the control tick (``hooks``)."""
         profile = WorkerConfig.objects.filter(name=self.worker.config.config_name).first()
         if profile is not None:
             self.applied_revision = self.seen_revision = profile.revision
@@ -140,17 +143,15 @@ class ControlPlane:
             if broker.scheme.startswith(("amqp", "pyamqp"))
             else float(broker.transport_options.get("visibility_timeout", 3600)),
         )
-        self.worker.control.hooks.extend(
-            [
-                self.poll_commands,
-                self.reconcile,
-                self.autoscale,
-                self.heartbeat.beat,
-                stuck,
-                expiry,
-                lost,
-            ]
-        )
+        self.hooks = [
+            self.poll_commands,
+            self.reconcile,
+            self.autoscale,
+            self.heartbeat.beat,
+            stuck,
+            expiry,
+            lost,
+        ]
 
     def stopped(self) -> None:
         self.heartbeat.stopped()
@@ -203,7 +204,7 @@ class ControlPlane:
             logger.error("config=%s %s", old.config_name, self.config_error)
             return
         revision = profile.revision
-        self._reconciling = self.worker.consumer.call_soon(lambda: self.apply(new, revision))
+        self._reconciling = self.worker.call_soon(lambda: self.apply(new, revision))
         self._settle_soon(self._reconciling)
 
     def _settle_soon(self, future: Future[Any] | None) -> None:
@@ -246,31 +247,8 @@ class ControlPlane:
         return new
 
     def apply(self, new: conf.WorkerSettings, revision: int) -> str:
-        """Consumer thread: switch to ``new`` settings, changing only what differs."""
-        worker, consumer = self.worker, self.worker.consumer
-        old = worker.config
-        worker.config = consumer.config = new
-        done: list[str] = []
-        if new.pool != old.pool and (
-            {new.pool, old.pool} & GREEN_POOLS or resolve_pool(new.pool).uses_processes
-        ):
-            self.restart_process(new.pool)
-        if new.pool != old.pool:
-            self.restart_pool()
-            done.append(f"pool {old.pool}→{new.pool}")
-        elif (new.concurrency, new.autoscale) != (old.concurrency, old.autoscale):
-            before = worker.pool.size
-            self.resize(self.target_size(new) - before)
-            done.append(f"size {before}→{worker.pool.size}")
-        worker.pool.max_tasks_per_child = new.max_tasks_per_child
-        worker.pool.max_memory_per_child_kib = new.max_memory_per_child_kib
-        for name in new.queues:
-            consumer.add_queue(name)
-        for name in [q for q in consumer.queues if q not in new.queues]:
-            consumer.cancel_queue(name)
-        if new.paused != old.paused:
-            consumer.set_paused(new.paused)
-        consumer.update_prefetch()
+        """Consumer thread: switch to ``new`` settings and record ``revision`` as applied."""
+        done = self.worker.apply_settings(new)
         self.autoscaler.configure(new.autoscale, new.autoscale_keepalive_s)
         self.applied_revision = revision
         self.config_error = ""
@@ -278,81 +256,8 @@ class ControlPlane:
         logger.info("config=%s revision=%d applied: %s", new.config_name, revision, summary)
         return summary
 
-    def target_size(self, config: conf.WorkerSettings) -> int:
-        if config.autoscale:
-            low, high = config.autoscale
-            return min(max(self.worker.pool.size, low), high)
-        return config.initial_pool_size(fixed_size=type(self.worker.pool).fixed_size)
-
-    # -- pool operations (consumer thread) --------------------------------------------------------
-
-    def resize(self, delta: int) -> int:
-        pool = self.worker.pool
-        if delta > 0:
-            pool.grow(delta)
-        elif delta < 0:
-            pool.shrink(-delta)
-        self.worker.consumer.update_prefetch()
-        return pool.size
-
     def _request_resize(self, delta: int) -> Future[Any]:
-        return self.worker.consumer.call_soon(lambda: self.resize(delta))
-
-    def restart_pool(self) -> str:
-        """Replace the pool gracefully: running tasks finish, unstarted ones go back.
-
-        Never used to start a pool of processes: a change of pool kind to prefork, and a
-        restart of a prefork pool, start the worker process again (``restart_process``).
-        """
-        worker, consumer = self.worker, self.worker.consumer
-        old_pool = worker.pool
-        consumer.pause()
-        consumer.give_back_unstarted(old_pool.stop(graceful=True, timeout_s=0))
-        consumer.wait_idle(should_stop=lambda: worker.cold_requested)
-        old_pool.stop(graceful=True, timeout_s=10)
-        worker.pool_class = resolve_pool(worker.config.pool)
-        size = (
-            self.target_size(worker.config)
-            if worker.config.autoscale
-            else worker.config.initial_pool_size(fixed_size=worker.pool_class.fixed_size)
-        )
-        worker.pool = consumer.pool = worker._make_pool(size)
-        worker.pool.start()
-        consumer.stopping = False  # drained for the restart, not for a shutdown: run again
-        consumer.update_prefetch()
-        if not consumer.hold:
-            consumer.resume()
-        logger.info(
-            "worker=%s pool restarted: %s, %d slot(s)",
-            worker.config.hostname,
-            worker.pool.describe(),
-            worker.pool.size,
-        )
-        return f"pool restarted: {worker.pool.describe()}, {worker.pool.size} slot(s)"
-
-    def restart_process(self, pool: str) -> None:
-        """Start the worker process again for a pool kind that needs its own process.
-
-        A green pool patches the standard library when its process starts, and a patched
-        process cannot go back. A pool of processes forks its fork server when the worker holds
-        no database connection, which is only so before the worker's other threads start. So
-        the pool is drained as in ``restart_pool`` (running tasks finish, unstarted ones go
-        back), then the process replaces itself with
-        ``python -m djworker runworker`` and the same arguments. It keeps its pid and hostname,
-        and follows the profile (now naming ``pool``) from its first tick.
-        """
-        from djworker import green
-
-        worker, consumer = self.worker, self.worker.consumer
-        logger.info("worker=%s starting again for the %s pool", worker.config.hostname, pool)
-        consumer.pause()
-        consumer.give_back_unstarted(worker.pool.stop(graceful=True, timeout_s=0))
-        consumer.wait_idle(should_stop=lambda: worker.cold_requested)
-        worker.pool.stop(graceful=True, timeout_s=10)
-        worker.control.stop()
-        consumer.close()
-        connections.close_all()
-        green.exec_worker(sys.argv, patch_for=pool if pool in GREEN_POOLS else None)
+        return self.worker.call_soon(lambda: self.worker.resize(delta))
 
     # -- control commands (control thread) -------------------------------------------------------
 
@@ -389,82 +294,14 @@ class ControlPlane:
         return bool(picked)
 
     def handle(self, command: ControlCommand) -> str | Future[Any]:
-        worker, consumer = self.worker, self.worker.consumer
-        action, n = command.action, command.argument
-        logger.info("worker=%s control command=%s n=%d", worker.config.hostname, action, n)
-        if action == CommandAction.PAUSE:
-            # The flag alone stops new work at once, even while a solo task blocks the consumer.
-            consumer.hold = True
-            consumer.call_soon(lambda: consumer.set_paused(True))
-            return "paused: no new task will start; running tasks finish"
-        if action == CommandAction.RESUME:
-            return consumer.call_soon(self._resume)
-        if action in (CommandAction.GROW, CommandAction.SHRINK):
-            largest = worker.config.max_concurrency
-            if not 1 <= n <= largest:
-                raise ConfigurationError(
-                    f"{action} needs N from 1 to {largest} ({bounds.SETTING}); got {n}"
-                )
-            if not worker.pool.supports_autoscale:
-                raise ConfigurationError(
-                    f"the {worker.pool.describe()} pool cannot change its size; "
-                    "use threads, prefork, gevent or eventlet"
-                )
-            delta = n if action == CommandAction.GROW else -n
-            return consumer.call_soon(lambda: self._resize_by(delta))
-        if action == CommandAction.RESTART_POOL:
-            if worker.pool.uses_processes:
-                # A new fork server must be forked from a process that holds no database
-                # connection: only a fresh worker process, before its threads start, is one.
-                consumer.call_soon(lambda: self.restart_process(worker.config.pool))
-                return (
-                    "starting the worker process again for a fresh pool: running tasks "
-                    "finish first, unstarted ones go back to the broker"
-                )
-            return consumer.call_soon(self.restart_pool)
-        if action == CommandAction.TERMINATE:
-            if not worker.pool.supports_terminate:
-                raise ConfigurationError(
-                    f"the {worker.pool.describe()} pool cannot terminate a running task; "
-                    "prefork, gevent and eventlet can"
-                )
-            task_id = command.task_id
-            return consumer.call_soon(lambda: self._terminate(task_id))
-        if action == CommandAction.SHUTDOWN:
-            worker.stop_requested = True
-            return "warm shutdown started: running tasks finish, then the worker exits"
-        raise ConfigurationError(
-            f"unknown control action {action!r}; allowed: {', '.join(CommandAction.values)}"
+        """Run the command's entry of the command table; raising refuses the command."""
+        logger.info(
+            "worker=%s control command=%s n=%d",
+            self.worker.config.hostname,
+            command.action,
+            command.argument,
         )
-
-    def _terminate(self, task_id: str) -> str:
-        if not self.worker.pool.terminate_job(task_id):
-            raise LookupError(f"task {task_id!r} is not running here (it may have just finished)")
-        return f"terminated task {task_id}; its result is recorded FAILED (Terminated)"
-
-    def _resume(self) -> str:
-        self.worker.consumer.set_paused(False)
-        return "resumed"
-
-    def _resize_by(self, delta: int) -> str:
-        pool, scale = self.worker.pool, self.worker.config.autoscale
-        before = pool.size
-        target = max(1, before + delta)
-        note = ""
-        if scale:
-            clamped = min(max(target, scale[0]), scale[1])
-            if clamped != target:
-                note = f" (autoscale keeps it within {scale[0]}..{scale[1]})"
-            target = clamped
-        largest = self.worker.config.max_concurrency
-        if target > largest:
-            note = f" (the maximum pool size is {largest}, {bounds.SETTING})"
-            target = largest
-        after = self.resize(target - before)
-        verb = "grew" if delta > 0 else "shrank"
-        if after == before:
-            raise ConfigurationError(f"size stays {before}{note}")
-        return f"{verb} {before}→{after}{note}"
+        return control_action(command.action).run(self.worker, command)
 
     def _collect_outcomes(self) -> None:
         waiting: list[tuple[int, Future[Any]]] = []

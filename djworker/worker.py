@@ -14,25 +14,26 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from django.db import close_old_connections, connections
 
-from djworker import __version__, broker_durability, nodename, signals
+from djworker import __version__, broker_durability, green, nodename, signals
 from djworker.broker import Broker, redact_url, set_broker
-from djworker.concurrency import resolve_pool
+from djworker.concurrency import GREEN_POOLS, resolve_pool
 from djworker.concurrency.base import BasePool
 from djworker.conf import DEFAULT, WorkerSettings, explain, spelled
 from djworker.consumer import Consumer
+from djworker.control import ControlPlane
 from djworker.exceptions import ConfigurationError
 from djworker.log_safety import get_logger
 from djworker.task_definition import registry
 
-if TYPE_CHECKING:
-    from djworker.control import ControlPlane
-
 logger = get_logger(__name__)
+
+T = TypeVar("T")
 
 COLD_EXIT_CODE = 1
 #: pause before reconnecting, so a broker that keeps failing is not hammered
@@ -244,12 +245,8 @@ class Worker:
             self.config.hostname,
             self.pool.busy,
         )
-        self.consumer.pause()
-        unstarted = self.pool.stop(graceful=True, timeout_s=0)
-        self.consumer.give_back_unstarted(unstarted)
-        if not self.consumer.wait_idle(should_stop=lambda: self.cold_requested):
+        if not self.drain():
             return self._cold_exit()
-        self.pool.stop(graceful=True, timeout_s=10)
         self.control.stop()
         if self.plane is not None:
             self.plane.stopped()
@@ -263,10 +260,9 @@ class Worker:
 
     def start_control_plane(self) -> None:
         """Register in the ``Worker`` table and follow the admin profile (needs the database)."""
-        from djworker.control import ControlPlane
-
         self.plane = ControlPlane(self)
         self.plane.start()
+        self.control.hooks.extend(self.plane.hooks)
         # The main thread forks pool processes: it keeps no database connection open.
         connections.close_all()
 
@@ -286,6 +282,127 @@ class Worker:
             self.stdout.flush()
         # Pool threads may still be running task code: leave without waiting for them.
         os._exit(COLD_EXIT_CODE)
+
+    # -- what the control plane asks (see running_worker.RunningWorker) -------------------------
+
+    def call_soon(self, fn: Callable[[], T]) -> Future[T]:
+        """Run ``fn`` on the consumer's thread at its next iteration; safe from any thread."""
+        return self.consumer.call_soon(fn)
+
+    def request_stop(self) -> None:
+        """Ask for a warm shutdown, as a first SIGTERM does; safe from any thread."""
+        self.stop_requested = True
+
+    # The methods below run on the consumer's thread only: they touch the pool and kombu.
+
+    def drain(self) -> bool:
+        """Take no new work, hand back what has not started, let running tasks finish.
+
+        Then the pool is stopped; the consumer stays connected, paused. The one drain used by
+        the warm shutdown, ``replace_pool`` and ``restart_process``. Returns False, the pool
+        still running, when a cold shutdown is asked for before the running tasks finish.
+        """
+        self.consumer.pause()
+        self.consumer.give_back_unstarted(self.pool.stop(graceful=True, timeout_s=0))
+        if not self.consumer.wait_idle(should_stop=lambda: self.cold_requested):
+            return False
+        self.pool.stop(graceful=True, timeout_s=10)
+        return True
+
+    def _drain_for_restart(self) -> None:
+        if not self.drain():
+            # Asked to stop now while draining: abandon the restart, as a cold shutdown does.
+            raise ColdShutdown()
+
+    def resize(self, delta: int) -> int:
+        """Grow (``delta`` > 0) or shrink the pool; prefetch follows. Returns the new size."""
+        if delta > 0:
+            self.pool.grow(delta)
+        elif delta < 0:
+            self.pool.shrink(-delta)
+        self.consumer.update_prefetch()
+        return self.pool.size
+
+    def replace_pool(self) -> str:
+        """Drain the pool, then start a new one of the kind and size the settings name.
+
+        Running tasks finish; unstarted ones go back to the broker. Never used to start a pool
+        of processes: a change of pool kind to prefork, and a restart of a prefork pool, start
+        the worker process again (``restart_process``).
+        """
+        self._drain_for_restart()
+        self.pool_class = resolve_pool(self.config.pool)
+        size = self._target_size(self.config, self.pool_class)
+        self.pool = self.consumer.pool = self._make_pool(size)
+        self.pool.start()
+        self.consumer.stopping = False  # drained for a restart, not for a shutdown: run again
+        self.consumer.update_prefetch()
+        if not self.consumer.hold:
+            self.consumer.resume()
+        logger.info(
+            "worker=%s pool restarted: %s, %d slot(s)",
+            self.config.hostname,
+            self.pool.describe(),
+            self.pool.size,
+        )
+        return f"pool restarted: {self.pool.describe()}, {self.pool.size} slot(s)"
+
+    def restart_process(self) -> None:
+        """Start the worker process again, for a pool kind that needs its own process.
+
+        A green pool patches the standard library when its process starts, and a patched
+        process cannot go back. A pool of processes forks its fork server when the worker holds
+        no database connection, which is only so before the worker's other threads start. So
+        the pool is drained, then the process replaces itself with ``python -m djworker
+        runworker`` and the same arguments. It keeps its pid and hostname, and follows the
+        profile (which names the pool in ``config.pool``) from its first tick.
+        """
+        pool = self.config.pool
+        logger.info("worker=%s starting again for the %s pool", self.config.hostname, pool)
+        self._drain_for_restart()
+        self.control.stop()
+        self.consumer.close()
+        connections.close_all()
+        green.exec_worker(sys.argv, patch_for=pool if pool in GREEN_POOLS else None)
+
+    def apply_settings(self, new: WorkerSettings) -> list[str]:
+        """Switch to ``new`` settings, changing only what differs; returns the pool changes.
+
+        A new pool kind replaces the pool (or the process, see ``restart_process``); new size
+        or autoscale bounds resize it in place; queues, pause, prefetch and recycling limits
+        follow at once; the rest applies to the next tasks.
+        """
+        old = self.config
+        self.config = self.consumer.config = new
+        done: list[str] = []
+        if new.pool != old.pool and (
+            {new.pool, old.pool} & GREEN_POOLS or resolve_pool(new.pool).uses_processes
+        ):
+            self.restart_process()
+        if new.pool != old.pool:
+            self.replace_pool()
+            done.append(f"pool {old.pool}→{new.pool}")
+        elif (new.concurrency, new.autoscale) != (old.concurrency, old.autoscale):
+            before = self.pool.size
+            self.resize(self._target_size(new, type(self.pool)) - before)
+            done.append(f"size {before}→{self.pool.size}")
+        self.pool.max_tasks_per_child = new.max_tasks_per_child
+        self.pool.max_memory_per_child_kib = new.max_memory_per_child_kib
+        for name in new.queues:
+            self.consumer.add_queue(name)
+        for name in [q for q in self.consumer.queues if q not in new.queues]:
+            self.consumer.cancel_queue(name)
+        if new.paused != old.paused:
+            self.consumer.set_paused(new.paused)
+        self.consumer.update_prefetch()
+        return done
+
+    def _target_size(self, config: WorkerSettings, pool_class: type[BasePool]) -> int:
+        """The size ``config`` asks of a ``pool_class`` pool; autoscale keeps the size it can."""
+        if config.autoscale:
+            low, high = config.autoscale
+            return min(max(self.pool.size, low), high)
+        return config.initial_pool_size(fixed_size=pool_class.fixed_size)
 
     # -- reporting ---------------------------------------------------------------------------
 

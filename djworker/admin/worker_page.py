@@ -26,31 +26,22 @@ from django.utils import timezone
 
 from djworker import overview, permissions
 from djworker.concurrency import POOLS
-from djworker.models import CommandAction, ControlCommand, Worker
+from djworker.control_commands import ADMIN_ACTIONS
+from djworker.models import ControlCommand, Worker
 from djworker.models.workers import AUTOSCALE_POOLS
 
 #: seconds between two refreshes of the worker page's panel
 REFRESH_INTERVAL_S = 2
 #: commands listed in the panel, newest first
 RECENT_COMMANDS = 5
-#: the buttons, in order: action, label, what the confirmation asks
-BUTTONS = (
-    (CommandAction.PAUSE, "Pause", "Pause consumption of"),
-    (CommandAction.RESUME, "Resume", "Resume consumption of"),
-    (CommandAction.GROW, "Grow", "Grow the pool of"),
-    (CommandAction.SHRINK, "Shrink", "Shrink the pool of"),
-    (CommandAction.RESTART_POOL, "Restart pool", "Restart the pool of"),
-    (CommandAction.SHUTDOWN, "Warm shutdown", "Shut down (warm)"),
+#: the buttons, in the command table's order: action, label, what the confirmation asks
+BUTTONS = tuple(
+    (entry.action, entry.offer.button, entry.offer.confirm)
+    for entry in ADMIN_ACTIONS
+    if entry.offer is not None
 )
-#: the ``WorkerAdmin`` action method that sends each button's command
-ACTION_METHODS = {
-    CommandAction.PAUSE: "pause",
-    CommandAction.RESUME: "resume",
-    CommandAction.GROW: "grow",
-    CommandAction.SHRINK: "shrink",
-    CommandAction.RESTART_POOL: "restart_pool",
-    CommandAction.SHUTDOWN: "shutdown",
-}
+#: the actions that take N
+SIZED_ACTIONS = tuple(entry.action for entry in ADMIN_ACTIONS if entry.sized)
 
 
 class WorkerPageMixin:
@@ -61,6 +52,8 @@ class WorkerPageMixin:
     # provided by ModelAdmin
     admin_site: Any
     has_view_permission: Any
+    # provided by WorkerAdmin
+    send_command: Any
 
     def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view
@@ -100,7 +93,7 @@ class WorkerPageMixin:
             "live_commands": commands,
             "can_control": request.user.has_perm(permissions.CONTROL_WORKER),
             "buttons": BUTTONS,
-            "sized_actions": (CommandAction.GROW, CommandAction.SHRINK),
+            "sized_actions": SIZED_ACTIONS,
             # a built-in pool that cannot change its size (solo) gets no grow or shrink button;
             # a custom pool's worker answers for itself
             "resizable": worker.pool in AUTOSCALE_POOLS or worker.pool not in POOLS,
@@ -140,9 +133,9 @@ class WorkerPageMixin:
         if not request.user.has_perm(permissions.CONTROL_WORKER):
             raise PermissionDenied
         action = request.POST.get("command", "")
-        method = ACTION_METHODS.get(action)  # type: ignore[call-overload]
-        if method is None:
-            allowed = ", ".join(ACTION_METHODS)
+        entry = next((entry for entry in ADMIN_ACTIONS if entry.action == action), None)
+        if entry is None:
+            allowed = ", ".join(entry.action for entry in ADMIN_ACTIONS)
             return HttpResponse(f"unknown command {action[:40]!r}; allowed: {allowed}", status=400)
-        getattr(self, method)(request, Worker.objects.filter(pk=worker.pk))
+        self.send_command(request, Worker.objects.filter(pk=worker.pk), entry)
         return HttpResponseRedirect(reverse("admin:djworker_worker_change", args=[worker.pk]))

@@ -11,6 +11,7 @@ carry out, and are written to the admin history.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
 from django import forms
@@ -28,6 +29,7 @@ from djworker.admin import profile_form
 from djworker.admin.display import timestamp
 from djworker.admin.worker_page import WorkerPageMixin
 from djworker.concurrency import PROFILE_POOLS
+from djworker.control_commands import ADMIN_ACTIONS, ControlAction
 from djworker.exceptions import ConfigurationError
 from djworker.models import CommandAction, ControlCommand, Worker, WorkerConfig, WorkerState
 from djworker.models.workers import WorkerQuerySet
@@ -198,6 +200,20 @@ class CurrentStateFilter(admin.SimpleListFilter):
         return cast(WorkerQuerySet, queryset).in_state(value)
 
 
+AdminAction = Callable[[Any, HttpRequest, QuerySet[Worker]], None]
+
+
+def admin_action(entry: ControlAction) -> AdminAction:
+    """The worker list's action for one entry of the command table."""
+    assert entry.offer is not None, f"{entry.action} is not offered in the admin"
+
+    def send(model_admin: WorkerAdmin, request: HttpRequest, queryset: QuerySet[Worker]) -> None:
+        model_admin.send_command(request, queryset, entry)
+
+    send.__name__ = send.__qualname__ = str(entry.action)
+    return admin.action(description=entry.offer.description, permissions=["control"])(send)
+
+
 @admin.register(Worker)
 class WorkerAdmin(WorkerPageMixin, admin.ModelAdmin):
     list_display = (
@@ -215,14 +231,9 @@ class WorkerAdmin(WorkerPageMixin, admin.ModelAdmin):
     list_filter = (CurrentStateFilter, "pool", "config")
     search_fields = ("hostname",)
     action_form = WorkerActionForm
-    actions = (
-        "pause",
-        "resume",
-        "grow",
-        "shrink",
-        "restart_pool",
-        "shutdown",
-    )
+    # One action per entry of the command table the admin offers, named for its action
+    # (the value posted as ``action``).
+    actions = tuple(admin_action(entry) for entry in ADMIN_ACTIONS)
     fieldsets = (
         (
             None,
@@ -323,9 +334,13 @@ class WorkerAdmin(WorkerPageMixin, admin.ModelAdmin):
 
     # -- actions -----------------------------------------------------------------------------------
 
-    def _send(self, request: HttpRequest, queryset: QuerySet[Worker], action: str) -> None:
+    def send_command(
+        self, request: HttpRequest, queryset: QuerySet[Worker], entry: ControlAction
+    ) -> None:
+        """Create one command row per selected worker that is not stopped, and say so."""
+        action = entry.action
         n = 1
-        if action in (CommandAction.GROW, CommandAction.SHRINK):
+        if entry.sized:
             try:
                 n = bounds.parse_step(request.POST.get("n", ""), bound=bounds.max_concurrency())
             except ConfigurationError as exc:
@@ -342,7 +357,7 @@ class WorkerAdmin(WorkerPageMixin, admin.ModelAdmin):
                 argument=n,
                 requested_by=request.user if request.user.is_authenticated else None,
             )
-            detail = f" by {n}" if action in (CommandAction.GROW, CommandAction.SHRINK) else ""
+            detail = f" by {n}" if entry.sized else ""
             self.log_change(request, worker, f"Control: {label}{detail}")
             sent += 1
         skipped = queryset.count() - sent
@@ -352,30 +367,6 @@ class WorkerAdmin(WorkerPageMixin, admin.ModelAdmin):
             + (f"; skipped {skipped} stopped worker(s)" if skipped else "")
             + ". Outcomes appear under each worker's control commands.",
         )
-
-    @admin.action(description="Pause consumption", permissions=["control"])
-    def pause(self, request: HttpRequest, queryset: QuerySet[Worker]) -> None:
-        self._send(request, queryset, CommandAction.PAUSE)
-
-    @admin.action(description="Resume consumption", permissions=["control"])
-    def resume(self, request: HttpRequest, queryset: QuerySet[Worker]) -> None:
-        self._send(request, queryset, CommandAction.RESUME)
-
-    @admin.action(description="Grow the pool by N", permissions=["control"])
-    def grow(self, request: HttpRequest, queryset: QuerySet[Worker]) -> None:
-        self._send(request, queryset, CommandAction.GROW)
-
-    @admin.action(description="Shrink the pool by N", permissions=["control"])
-    def shrink(self, request: HttpRequest, queryset: QuerySet[Worker]) -> None:
-        self._send(request, queryset, CommandAction.SHRINK)
-
-    @admin.action(description="Restart the pool", permissions=["control"])
-    def restart_pool(self, request: HttpRequest, queryset: QuerySet[Worker]) -> None:
-        self._send(request, queryset, CommandAction.RESTART_POOL)
-
-    @admin.action(description="Warm shutdown", permissions=["control"])
-    def shutdown(self, request: HttpRequest, queryset: QuerySet[Worker]) -> None:
-        self._send(request, queryset, CommandAction.SHUTDOWN)
 
 
 @admin.register(ControlCommand)

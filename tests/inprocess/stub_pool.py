@@ -23,6 +23,8 @@ class HeldPool(BasePool):
         super().__init__(size=size, **kwargs)
         self._size = size
         self.held: list[Job] = []
+        #: jobs the test started (``begin_next``): a stop lets them finish, as a real pool does
+        self.running: list[Job] = []
 
     def start(self) -> None:
         return None
@@ -40,7 +42,7 @@ class HeldPool(BasePool):
 
     @property
     def busy(self) -> int:
-        return min(len(self.held), self._size)
+        return min(len(self.held) + len(self.running), self._size)
 
     def grow(self, n: int = 1) -> None:
         self._size += n
@@ -64,8 +66,20 @@ class HeldPool(BasePool):
         self.on_outcome(self.run_job(job))
         return job
 
+    def begin_next(self) -> Job:
+        """Start the oldest held job: it is running now, and a stop does not hand it back."""
+        job = self.held.pop(0)
+        self.running.append(job)
+        return job
+
     def lose_next(self, reason: str = "its slot died") -> Job:
         """Report the oldest held job lost, as a pool whose slot died does."""
         job = self.held.pop(0)
         self.on_outcome(lost_outcome(job, reason=reason))
         return job
+
+
+class HeldProcessPool(HeldPool):
+    """A held pool that says it runs processes: restarting it starts the worker process again."""
+
+    uses_processes = True

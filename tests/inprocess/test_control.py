@@ -8,8 +8,12 @@ at the consumer's next loop iteration, as in a running worker.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+from djworker.admin.worker_page import BUTTONS
+from djworker.admin.workers import WorkerAdmin
 from djworker.control import ControlPlane
+from djworker.control_commands import CONTROL_ACTIONS
 from djworker.models import CommandAction, CommandStatus, ControlCommand, WorkerConfig
 from tests.inprocess.conftest import Rig
 from tests.inprocess.test_consumer import add
@@ -24,12 +28,18 @@ def plane_for(rig: Rig) -> ControlPlane:
     return plane
 
 
-def command(rig: Rig, plane: ControlPlane, action: str, n: int = 1) -> ControlCommand:
-    """Send a control command and run it to its end, as two control ticks around the consumer."""
+def send(plane: ControlPlane, action: str, n: int = 1, **fields: Any) -> ControlCommand:
+    """Send a control command and let one control tick pick it up."""
     sent = ControlCommand.objects.create(
-        worker_id=plane.heartbeat.row_id, action=action, argument=n
+        worker_id=plane.heartbeat.row_id, action=action, argument=n, **fields
     )
     plane.poll_commands()
+    return sent
+
+
+def command(rig: Rig, plane: ControlPlane, action: str, n: int = 1) -> ControlCommand:
+    """Send a control command and run it to its end, as two control ticks around the consumer."""
+    sent = send(plane, action, n)
     rig.loop(1)
     plane.poll_commands()
     sent.refresh_from_db()
@@ -122,3 +132,108 @@ def test_a_profile_revision_that_cannot_apply_is_refused_and_says_why(make_rig: 
     )
     assert plane.applied_revision == profile.revision - 1
     assert rig.pool.size == 1
+
+
+# -- the command table ----------------------------------------------------------------------------
+
+
+def test_every_command_action_has_one_entry_and_the_admin_offers_the_others_by_name() -> None:
+    assert list(CONTROL_ACTIONS) == list(CommandAction.values)
+    offered = [(action.__name__, action.short_description) for action in WorkerAdmin.actions]
+    assert offered == [
+        ("pause", "Pause consumption"),
+        ("resume", "Resume consumption"),
+        ("grow", "Grow the pool by N"),
+        ("shrink", "Shrink the pool by N"),
+        ("restart_pool", "Restart the pool"),
+        ("shutdown", "Warm shutdown"),
+    ]
+    assert [button[0] for button in BUTTONS] == [name for name, _ in offered]
+
+
+def test_pause_stops_taking_messages_at_once_and_resume_takes_them_again(
+    make_rig: MakeRig,
+) -> None:
+    rig = make_rig(control_interval_s=0.01)
+    plane = plane_for(rig)
+
+    paused = command(rig, plane, CommandAction.PAUSE)
+    assert (paused.status, paused.message) == (
+        CommandStatus.DONE,
+        "paused: no new task will start; running tasks finish",
+    )
+    assert rig.consumer.hold and not rig.consumer.consuming
+    add.apply_async((1, 1), queue=rig.queue)
+    rig.loop()
+    assert rig.held.held == [] and rig.waiting() == 1
+
+    resumed = command(rig, plane, CommandAction.RESUME)
+    assert (resumed.status, resumed.message) == (CommandStatus.DONE, "resumed")
+    rig.loop()
+    assert len(rig.held.held) == 1
+
+
+def test_a_shutdown_command_asks_the_worker_for_a_warm_shutdown(make_rig: MakeRig) -> None:
+    rig = make_rig(control_interval_s=0.01)
+    plane = plane_for(rig)
+
+    asked = command(rig, plane, CommandAction.SHUTDOWN)
+
+    assert (asked.status, asked.message) == (
+        CommandStatus.DONE,
+        "warm shutdown started: running tasks finish, then the worker exits",
+    )
+    assert rig.worker.stop_requested and not rig.worker.cold_requested
+
+
+def test_a_pool_that_cannot_resize_refuses_grow_naming_the_pools_that_can(
+    make_rig: MakeRig,
+) -> None:
+    rig = make_rig(pool="solo", control_interval_s=0.01)
+    plane = plane_for(rig)
+
+    refused = command(rig, plane, CommandAction.GROW, 1)
+
+    assert refused.status == CommandStatus.FAILED
+    assert refused.message.startswith("the solo pool cannot change its size; use ")
+    assert "threads" in refused.message
+    assert rig.pool.size == 1
+
+
+def test_a_pool_that_cannot_terminate_refuses_terminate_naming_the_pools_that_can(
+    make_rig: MakeRig,
+) -> None:
+    rig = make_rig(control_interval_s=0.01)
+    plane = plane_for(rig)
+
+    refused = send(plane, CommandAction.TERMINATE, task_id="some-task")
+
+    refused.refresh_from_db()
+    assert refused.status == CommandStatus.FAILED
+    assert refused.message.startswith(
+        f"the {rig.pool.describe()} pool cannot terminate a running task; "
+    )
+    assert "prefork" in refused.message
+
+
+def test_a_resize_that_changes_nothing_fails_saying_the_size_stays(make_rig: MakeRig) -> None:
+    rig = make_rig(control_interval_s=0.01)
+    plane = plane_for(rig)
+
+    refused = command(rig, plane, CommandAction.SHRINK, 1)
+
+    assert (refused.status, refused.message) == (CommandStatus.FAILED, "size stays 1")
+
+
+def test_an_unknown_action_fails_listing_the_allowed_ones(make_rig: MakeRig) -> None:
+    rig = make_rig(control_interval_s=0.01)
+    plane = plane_for(rig)
+
+    refused = send(plane, "explode")
+
+    refused.refresh_from_db()
+    assert (refused.status, refused.message) == (
+        CommandStatus.FAILED,
+        "unknown control action 'explode'; allowed: pause, resume, grow, shrink, restart_pool, "
+        "shutdown, terminate",
+    )
