@@ -2,9 +2,9 @@
 
 A consumer claims and settles thousands of messages a second; through the ORM each claim took
 a transaction of four statements and each settle one more, and compiling them cost as much as
-running them. Here a publish is a single ``INSERT`` that also notifies, a claim a single
-``UPDATE ... RETURNING`` and a batch of acks a single ``DELETE``, each its own autocommit
-transaction (or part of the caller's, if one is open).
+running them. Here a publish is a single ``INSERT`` that also notifies (one ``INSERT`` for a
+batch of publishes too), a claim a single ``UPDATE ... RETURNING`` and a batch of acks a single
+``DELETE``, each its own autocommit transaction (or part of the caller's, if one is open).
 
 The publish keeps the server's full durability: a lost insert is a lost message. Claim and
 delete relax their own commit (``set_config('synchronous_commit', 'off', true)`` in the same
@@ -42,14 +42,18 @@ WHERE m.id = c.id AND r.relaxed IS NOT NULL
 RETURNING m.id, m.payload, m.deliveries, c.priority, c.visible_at
 """
 
-# NOTIFY is delivered on commit, so no consumer wakes before it can see the row.
+# The columns of one message, in the order of ``_values``.
+INSERT_ROW = "(%s, %s, %s, %s, %s, %s, %s)"
+
+# One row per message, one NOTIFY, delivered on commit: no consumer wakes before it can see
+# the rows.
 INSERT_SQL = """
 WITH inserted AS (
     INSERT INTO {table} (queue, priority, payload, visible_at, created_at, lease, deliveries)
-    VALUES (%s, %s, %s, %s, %s, %s, %s)
+    VALUES {rows}
     RETURNING id
 )
-SELECT pg_notify(%s, '') FROM inserted
+SELECT pg_notify(%s, '') FROM (SELECT 1 FROM inserted LIMIT 1) AS any_inserted
 """
 
 DELETE_SQL = """
@@ -65,23 +69,33 @@ def _statement(template: str, alias: str) -> str:
     return template.format(table=table, commit=commit)
 
 
+def _values(row: QueueMessage) -> list[Any]:
+    """The values of ``INSERT_ROW``, in its order."""
+    return [
+        row.queue,
+        row.priority,
+        row.payload,
+        row.visible_at,
+        row.created_at,
+        row.lease,
+        row.deliveries,
+    ]
+
+
 def insert(alias: str, row: QueueMessage, *, notify: str) -> None:
     """Insert ``row`` and NOTIFY channel ``notify`` in one statement, durably."""
+    insert_many(alias, [row], notify=notify)
+
+
+def insert_many(alias: str, rows: Sequence[QueueMessage], *, notify: str) -> None:
+    """Insert ``rows`` and NOTIFY channel ``notify`` in one statement, durably: all or none."""
+    if not rows:
+        return
     table = connections[alias].ops.quote_name(QueueMessage._meta.db_table)
+    params = [value for row in rows for value in _values(row)]
+    statement = INSERT_SQL.format(table=table, rows=", ".join([INSERT_ROW] * len(rows)))
     with connections[alias].cursor() as cursor:
-        cursor.execute(
-            INSERT_SQL.format(table=table),
-            [
-                row.queue,
-                row.priority,
-                row.payload,
-                row.visible_at,
-                row.created_at,
-                row.lease,
-                row.deliveries,
-                notify,
-            ],
-        )
+        cursor.execute(statement, [*params, notify])
 
 
 def claim(

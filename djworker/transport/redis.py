@@ -29,7 +29,7 @@ What changes is how a consumer talks to Redis:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from time import monotonic, time
 from typing import Any, NamedTuple
@@ -38,7 +38,7 @@ import redis
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
-from kombu.utils.json import loads
+from kombu.utils.json import dumps, loads
 
 from djworker.log_safety import get_logger
 from djworker.transport import intake
@@ -186,6 +186,29 @@ class Channel(kombu_redis.Channel):
         if self._pool_client is None:
             self._pool_client = self._create_client()
         yield self._pool_client
+
+    def publish_many(self, queue: str, messages: Sequence[dict[str, Any]]) -> None:
+        """``basic_publish`` of ``messages`` (from ``prepare_message``) to ``queue``, at once.
+
+        All or none, in one round trip: one ``LPUSH`` of many values per priority list, inside
+        ``MULTI`` when there are several, so ``BRPOP`` still takes them oldest first.
+        """
+        values_by_list: dict[str, list[str]] = {}
+        for message in messages:
+            self._inplace_augment_message(message, "", queue)  # base64 body, delivery tag
+            priority = self._get_message_priority(message, reverse=False)
+            values_by_list.setdefault(self._q_for_pri(queue, priority), []).append(dumps(message))
+        if not values_by_list:
+            return
+        with self.conn_or_acquire() as client:
+            if len(values_by_list) == 1:
+                [(key, values)] = values_by_list.items()
+                client.lpush(key, *values)
+                return
+            with client.pipeline(transaction=True) as pipe:
+                for key, values in values_by_list.items():
+                    pipe.lpush(key, *values)
+                pipe.execute()
 
     def _scripts(self) -> tuple[redis.Redis, Any]:
         # A plain client: kombu's key-prefixing client would prefix only the first key of

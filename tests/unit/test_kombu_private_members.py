@@ -46,6 +46,7 @@ KOMBU_PRIVATE_MEMBERS = [
     Member(VIRTUAL_TRANSPORT, "_deliver"),
     Member(VIRTUAL_CHANNEL, "_get_message_priority"),
     Member(VIRTUAL_CHANNEL, "_tag_to_queue"),
+    Member(VIRTUAL_CHANNEL, "_inplace_augment_message"),
     # redis (djworker/transport/redis.py)
     Member(REDIS_QOS, "_delivered"),
     Member(REDIS_QOS, "_dirty"),
@@ -54,6 +55,8 @@ KOMBU_PRIVATE_MEMBERS = [
     Member(REDIS_CHANNEL, "_consumers"),
     Member(REDIS_CHANNEL, "_create_client"),
     Member(REDIS_CHANNEL, "_disconnect_pools"),
+    Member(REDIS_CHANNEL, "_get_message_priority"),
+    Member(REDIS_CHANNEL, "_inplace_augment_message"),
     Member(REDIS_CHANNEL, "_in_poll"),
     Member(REDIS_CHANNEL, "_q_for_pri"),
     Member(REDIS_CHANNEL, "_queue_cycle"),
