@@ -27,6 +27,7 @@ from django.utils import timezone
 from djworker.backend_task import WorkerTask, broker_priority
 from djworker.conf import DEFAULT_QUEUE
 from djworker.log_safety import get_logger
+from djworker.message import Envelope
 from djworker.option_values import queue_name_error
 from djworker.tasks_framework import (
     BaseTaskBackend,
@@ -132,7 +133,7 @@ class WorkerBackend(BaseTaskBackend):
             self._publish(envelope, result)
         return result
 
-    def _publish(self, envelope: dict[str, Any], result: TaskResult) -> None:  # type: ignore[type-arg]
+    def _publish(self, envelope: Envelope, result: TaskResult) -> None:  # type: ignore[type-arg]
         from djworker import broker, result_store
         from djworker.backend_runner import send
 

@@ -32,6 +32,7 @@ from djworker.backend_task import broker_priority, extras_of
 from djworker.conf import default_hostname
 from djworker.exceptions import ConfigurationError
 from djworker.log_safety import get_logger
+from djworker.message import Envelope
 from djworker.models.results import TaskResult as ResultRow
 from djworker.models.results import TaskStatus
 from djworker.task_definition import Task as NativeTask
@@ -148,7 +149,7 @@ class FrameworkTask(NativeTask[Any, Any]):
 
     # -- the run ---------------------------------------------------------------------------
 
-    def invoke(self, envelope: dict[str, Any]) -> Any:
+    def invoke(self, envelope: Envelope) -> Any:
         args, kwargs = envelope["args"], envelope["kwargs"]
         result = self._runs.get(envelope["id"]) or self._load(envelope)
         # Sent here, right before the function, so a delivery refused after its RUNNING write
@@ -165,7 +166,7 @@ class FrameworkTask(NativeTask[Any, Any]):
 
     def record_started(
         self,
-        envelope: dict[str, Any],
+        envelope: Envelope,
         *,
         hostname: str,
         started_at: datetime,
@@ -197,7 +198,7 @@ class FrameworkTask(NativeTask[Any, Any]):
         self._runs[envelope["id"]] = result
         return deliveries
 
-    def record_success(self, envelope: dict[str, Any], *, value: Any, **fields: Any) -> None:
+    def record_success(self, envelope: Envelope, *, value: Any, **fields: Any) -> None:
         result = self._runs.pop(envelope["id"], None) or self._load(envelope)
         finished_at = timezone.now()
         result_store.record_success(
@@ -216,7 +217,7 @@ class FrameworkTask(NativeTask[Any, Any]):
         send(task_finished, result)
 
     def record_failure(
-        self, envelope: dict[str, Any], *, error: BaseException | None, **fields: Any
+        self, envelope: Envelope, *, error: BaseException | None, **fields: Any
     ) -> None:
         result = self._runs.pop(envelope["id"], None) or self._load(envelope)
         entry = error_entry(
@@ -282,7 +283,7 @@ class FrameworkTask(NativeTask[Any, Any]):
     def task_for_row(self, row: ResultRow) -> Task:  # type: ignore[type-arg]
         return self.task_for(row.task_priority, row.queue, row.run_after, row.backend)
 
-    def _from_message(self, envelope: dict[str, Any]) -> TaskResult:  # type: ignore[type-arg]
+    def _from_message(self, envelope: Envelope) -> TaskResult:  # type: ignore[type-arg]
         """The READY result a fresh call's message describes (its row holds nothing more)."""
         framework = envelope["django_task"]
         run_after = message.parse_time(envelope.get("eta"), "eta")
@@ -305,7 +306,7 @@ class FrameworkTask(NativeTask[Any, Any]):
 
     # -- reading the row -------------------------------------------------------------------
 
-    def _load(self, envelope: dict[str, Any]) -> TaskResult:  # type: ignore[type-arg]
+    def _load(self, envelope: Envelope) -> TaskResult:  # type: ignore[type-arg]
         """The result as its row says (or as the message says, if there is no row yet)."""
         try:
             row = ResultRow.objects.filter(id=envelope["id"]).first()

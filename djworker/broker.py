@@ -18,6 +18,7 @@ from kombu import Connection, Exchange, Producer, Queue
 from djworker import message
 from djworker.broker_conf import redact_url
 from djworker.log_safety import get_logger
+from djworker.message import Envelope
 
 __all__ = ["Broker", "get_broker", "redact_url", "set_broker"]
 
@@ -89,7 +90,7 @@ class Broker:
             local.producer = Producer(local.connection, auto_declare=False)
         return local.producer  # type: ignore[no-any-return]
 
-    def publish(self, envelope: dict[str, Any]) -> None:
+    def publish(self, envelope: Envelope) -> None:
         message.validate(envelope)
         headers = {}
         if envelope.get("eta"):

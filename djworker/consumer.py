@@ -30,6 +30,7 @@ from djworker.exceptions import ConfigurationError, InvalidMessage, TaskExpired,
 from djworker.held import HeldMessages
 from djworker.job import Job, Limits, Outcome, OutcomeKind
 from djworker.log_safety import get_logger
+from djworker.message import Envelope
 from djworker.stalls import StallWatch
 from djworker.task_definition import Task, get_task
 
@@ -487,7 +488,7 @@ class Consumer:
             )
         )
 
-    def limits_for(self, task: Task[Any, Any], envelope: dict[str, Any]) -> Limits:
+    def limits_for(self, task: Task[Any, Any], envelope: Envelope) -> Limits:
         """The call's limits, else the task's, else the worker's."""
         hard = envelope.get("time_limit") or task.time_limit or self.config.time_limit_s
         soft = (

@@ -17,6 +17,7 @@ from kombu.message import Message
 from djworker import result_store
 from djworker.job import Outcome, OutcomeKind
 from djworker.log_safety import get_logger
+from djworker.message import Envelope
 
 if TYPE_CHECKING:
     from djworker.broker import Broker
@@ -28,7 +29,7 @@ logger = get_logger(__name__)
 class Delivery:
     """A received message the consumer still answers for."""
 
-    envelope: dict[str, Any]
+    envelope: Envelope
     message: Message
     acked: bool = False
     #: its connection was lost: the broker delivers it again, so it is neither acked nor retried

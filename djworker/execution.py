@@ -160,7 +160,7 @@ def _on_error(
     )
     if will_retry:
         countdown = retry_countdown(task, attempt)
-        retry = dict(envelope)
+        retry = envelope.copy()
         retry["attempt"] = attempt + 1
         retry["eta"] = (timezone.now() + timedelta(seconds=countdown)).isoformat()
         message.validate(retry)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+
+from djworker.message import Envelope
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +29,7 @@ class Job:
     """
 
     token: int
-    envelope: dict[str, Any]
+    envelope: Envelope
     limits: Limits = field(default_factory=Limits)
     hostname: str = ""
     #: deliveries of this message that may start (0: no cap), and who set it, for the reason
@@ -63,7 +64,7 @@ class Outcome:
     token: int
     task_id: str
     kind: OutcomeKind
-    retry_envelope: dict[str, Any] | None = None
+    retry_envelope: Envelope | None = None
     retry_countdown_s: float | None = None
     requeue: bool = False
     reject: bool = False

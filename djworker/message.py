@@ -1,6 +1,7 @@
 """The message envelope: JSON only, versioned, validated when published and when received.
 
-An envelope is a plain dict so it crosses every boundary (broker, pipe to a child process) as is::
+An envelope is a plain dict, typed as ``Envelope``, so it crosses every boundary (broker, pipe to a
+child process) as is::
 
     {"v": 1, "id": "...", "task": "app.tasks.add", "args": [1, 2], "kwargs": {},
      "queue": "default", "priority": 0, "attempt": 0, "eta": null, "expires": null,
@@ -17,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NotRequired, TypedDict, cast
 
 from djworker.exceptions import InvalidMessage
 
@@ -25,6 +26,40 @@ VERSION = 1
 MIN_PRIORITY = 0
 MAX_PRIORITY = 9
 CONTENT_TYPE = "application/json"
+
+
+class DjangoTaskField(TypedDict):
+    """What a call made through django.tasks adds to its envelope."""
+
+    backend: str
+    #: the django.tasks priority, -100..100
+    priority: int
+
+
+class Envelope(TypedDict):
+    """A validated message body, as ``build`` makes it and ``validate`` returns it.
+
+    The optional keys may be absent from a message another publisher (or an older djworker)
+    sent, so they are read with ``.get()``.
+    """
+
+    v: int
+    id: str
+    task: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    queue: str
+    priority: int
+    attempt: int
+    #: ISO-8601 times with a UTC offset
+    eta: NotRequired[str | None]
+    expires: NotRequired[str | None]
+    enqueued_at: NotRequired[str | None]
+    #: seconds
+    time_limit: NotRequired[float | None]
+    soft_time_limit: NotRequired[float | None]
+    django_task: NotRequired[DjangoTaskField]
+
 
 _REQUIRED: dict[str, type | tuple[type, ...]] = {
     "v": int,
@@ -120,8 +155,8 @@ def build(
     time_limit: float | None = None,
     soft_time_limit: float | None = None,
     enqueued_at: datetime | None = None,
-) -> dict[str, Any]:
-    envelope = {
+) -> Envelope:
+    envelope: Envelope = {
         "v": VERSION,
         "id": task_id,
         "task": task_name,
@@ -140,7 +175,7 @@ def build(
     return envelope
 
 
-def validate(body: Any) -> dict[str, Any]:
+def validate(body: Any) -> Envelope:
     """Return the envelope if it is one this version can run; raise ``InvalidMessage`` if not."""
     if not isinstance(body, dict):
         raise InvalidMessage(f"message body must be a JSON object; got {type(body).__name__}")
@@ -184,7 +219,7 @@ def validate(body: Any) -> dict[str, Any]:
             "message field 'django_task' must be {'backend': alias of at most 64 characters, "
             f"'priority': integer from -100 to 100}}; got {framework!r}"[:300]
         )
-    return body
+    return cast(Envelope, body)
 
 
 def _is_django_task_field(value: Any) -> bool:

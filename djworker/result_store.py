@@ -22,6 +22,7 @@ from djworker.busy import retry_when_busy
 from djworker.commit import relaxed_commit
 from djworker.exceptions import InvalidMessage, TaskRevoked
 from djworker.log_safety import get_logger
+from djworker.message import Envelope
 from djworker.models.results import TaskResult, TaskStatus
 
 logger = get_logger(__name__)
@@ -34,7 +35,7 @@ def _retried(write: Callable[[], T], what: str) -> T:
     return retry_when_busy(write, alias=router.db_for_write(TaskResult), what=what)
 
 
-def _row_from(envelope: dict[str, Any], **fields: Any) -> TaskResult:
+def _row_from(envelope: Envelope, **fields: Any) -> TaskResult:
     from djworker.task_definition import stored_arguments
 
     args, kwargs = stored_arguments(envelope)
@@ -52,12 +53,12 @@ def _row_from(envelope: dict[str, Any], **fields: Any) -> TaskResult:
     )
 
 
-def unsaved_row(envelope: dict[str, Any], **fields: Any) -> TaskResult:
+def unsaved_row(envelope: Envelope, **fields: Any) -> TaskResult:
     """The READY row a message stands for, not saved: for a reader that finds none stored."""
     return _row_from(envelope, **fields)
 
 
-def record_enqueued(envelope: dict[str, Any], **fields: Any) -> bool:
+def record_enqueued(envelope: Envelope, **fields: Any) -> bool:
     """Insert the READY row for a fresh call (a retry keeps its row). Returns True."""
     row = _row_from(envelope, **fields)
     _retried(
@@ -75,7 +76,7 @@ def forget(task_id: str) -> None:
     )
 
 
-def _write(envelope: dict[str, Any], **fields: Any) -> None:
+def _write(envelope: Envelope, **fields: Any) -> None:
     """Update the row, inserting it first if the publisher did not (or has not yet)."""
     _retried(
         lambda: _upsert(envelope, fields),
@@ -83,7 +84,7 @@ def _write(envelope: dict[str, Any], **fields: Any) -> None:
     )
 
 
-def _upsert(envelope: dict[str, Any], fields: dict[str, Any]) -> None:
+def _upsert(envelope: Envelope, fields: dict[str, Any]) -> None:
     if TaskResult.objects.filter(id=envelope["id"]).update(**fields):
         return
     created = TaskResult.objects.bulk_create([_row_from(envelope, **fields)], ignore_conflicts=True)
@@ -122,7 +123,7 @@ def _update_counting(task_id: str, fields: dict[str, Any], *, at_least: int = 1)
 
 
 def record_started(
-    envelope: dict[str, Any],
+    envelope: Envelope,
     *,
     hostname: str,
     started_at: datetime,
@@ -181,7 +182,7 @@ def _refuse_if_revoked(task_id: str) -> None:
 
 
 def record_success(
-    envelope: dict[str, Any],
+    envelope: Envelope,
     *,
     value: Any,
     hostname: str,
@@ -210,7 +211,7 @@ def record_success(
 
 
 def record_failure(
-    envelope: dict[str, Any],
+    envelope: Envelope,
     *,
     exception_class: str,
     exception_message: str,
@@ -258,12 +259,13 @@ def run_state(task_id: str) -> tuple[str | None, int]:
     return (status if status in (TaskStatus.SUCCESSFUL, TaskStatus.FAILED) else None), deliveries
 
 
-def record_unrecordable(envelope: dict[str, Any], error: BaseException) -> None:
+def record_unrecordable(envelope: Envelope, error: BaseException) -> None:
     """Best effort FAILED row for a run whose own bookkeeping failed (the error is logged).
 
     The arguments are left out: they may be what the result table could not store.
     """
-    bare = {**envelope, "args": [], "kwargs": {}}
+    bare = envelope.copy()
+    bare["args"], bare["kwargs"] = [], {}
     try:
         record_failure(
             bare,
@@ -313,7 +315,8 @@ def record_refused(envelope_like: Any, *, reason: str, exception_class: str) -> 
         args = []
     if not isinstance(kwargs, dict) or message.unstorable(kwargs) is not None:
         kwargs = {}
-    envelope: dict[str, Any] = {
+    envelope: Envelope = {
+        "v": message.VERSION,
         "id": task_id,
         "task": _storable_text(envelope_like.get("task"), message.MAX_LENGTHS["task"]),
         "args": args,

@@ -17,6 +17,7 @@ from djworker import message
 from djworker.conf import DEFAULT_QUEUE
 from djworker.exceptions import ConfigurationError, UnknownTask
 from djworker.log_safety import get_logger
+from djworker.message import Envelope
 from djworker.option_values import parse_queues
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ registry: dict[str, Task[Any, Any]] = {}
 REDACTED = "[redacted]"
 
 
-def stored_arguments(envelope: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+def stored_arguments(envelope: Envelope) -> tuple[list[Any], dict[str, Any]]:
     """An envelope's arguments as the result table keeps them: redacted if its task says so."""
     args, kwargs = envelope.get("args", []), envelope.get("kwargs", {})
     name = envelope.get("task")
@@ -227,13 +228,13 @@ class Task(Generic[P, R]):
     # -- how a worker runs and records one run: execution.py calls these, so a task kind with
     # its own bookkeeping (django.tasks results, see backend_runner.py) overrides them only.
 
-    def invoke(self, envelope: dict[str, Any]) -> Any:
+    def invoke(self, envelope: Envelope) -> Any:
         """Call the function with the message's arguments; return what it returned."""
         return self.func(*envelope["args"], **envelope["kwargs"])
 
     def record_started(
         self,
-        envelope: dict[str, Any],
+        envelope: Envelope,
         *,
         hostname: str,
         started_at: datetime,
@@ -251,13 +252,13 @@ class Task(Generic[P, R]):
             envelope, hostname=hostname, started_at=started_at, **counting
         )
 
-    def record_success(self, envelope: dict[str, Any], *, value: Any, **fields: Any) -> None:
+    def record_success(self, envelope: Envelope, *, value: Any, **fields: Any) -> None:
         from djworker import result_store
 
         result_store.record_success(envelope, value=value, **fields)
 
     def record_failure(
-        self, envelope: dict[str, Any], *, error: BaseException | None, **fields: Any
+        self, envelope: Envelope, *, error: BaseException | None, **fields: Any
     ) -> None:
         """Record a run that raised ``error`` (None: its slot was lost, see ``lost_outcome``)."""
         from djworker import result_store
