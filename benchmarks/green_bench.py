@@ -168,11 +168,12 @@ def pool_only(pool: str, concurrency: int, n: int, ms: int) -> float:
 
     from djworker import message
     from djworker.concurrency import resolve_pool
+    from djworker.execution import TaskExecutor
     from djworker.job import Job
     from tests.taskapp.green_tasks import wait_ms
 
     done: list[object] = []
-    instance = resolve_pool(pool)(size=concurrency, on_outcome=done.append)
+    instance = resolve_pool(pool)(size=concurrency, on_outcome=done.append, executor=TaskExecutor())
     instance.start()
     jobs = [
         Job(

@@ -1,7 +1,9 @@
 """``execute(job)``: running one task, the same way in every pool.
 
 Database hygiene, result rows, retries and signals are written here once. Pools wrap this with
-their own limit enforcement; they report ``execute``'s ``Outcome`` back to the consumer.
+their own limit enforcement; they report ``execute``'s ``Outcome`` back to the consumer. Pools
+reach this module only through the ``TaskExecutor`` the worker hands them, which also holds the
+policy for a job that cannot be recorded or whose slot was lost.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ import logging
 import random
 import time
 import traceback as traceback_module
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from django.db import close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections
 from django.utils import timezone
 
 from djworker import delivery_cap, message, result_store, signals, task_progress
@@ -26,11 +29,14 @@ from djworker.log_safety import get_logger
 from djworker.task_definition import Task, get_task
 
 if TYPE_CHECKING:
-    from djworker.concurrency.base import LimitGuard
+    from djworker.concurrency.executor import LimitGuard
 
 logger = get_logger(__name__)
 #: a failing task's log line with its traceback (see ``_on_error``)
 traceback_logger = get_logger("djworker.tracebacks")
+
+#: how long a slot waits before handing back a job it could not run for want of a database
+DATABASE_DOWN_PAUSE_S = 1.0
 
 
 def execute(job: Job, guard: LimitGuard | None = None) -> Outcome:
@@ -267,3 +273,58 @@ def lost_outcome(
         reason,
     )
     return Outcome(job.token, job.task_id, OutcomeKind.LOST, requeue=requeue, detail=reason)
+
+
+class TaskExecutor:
+    """The executor the worker hands its pool (see ``djworker.concurrency.executor``).
+
+    ``run`` calls ``execute``, which records every error a task raises; an exception out of it
+    means the worker could not do its own bookkeeping, and the policy for that lives here. If
+    the database is unreachable, the job goes back to the broker (after a pause, so a worker
+    whose database is down does not spin on redeliveries). Any other error would repeat on
+    every delivery (a value the result table cannot store, say): the job is recorded FAILED as
+    far as possible and not run again, and its whole envelope is logged.
+
+    ``run_task`` replaces ``execute`` (tests run jobs that need no broker or database).
+    """
+
+    def __init__(self, *, run_task: Callable[[Job, LimitGuard], Outcome] | None = None) -> None:
+        self._run_task = run_task or execute
+
+    def run(self, job: Job, guard: LimitGuard) -> Outcome:
+        try:
+            return self._run_task(job, guard)
+        except (OperationalError, InterfaceError) as exc:
+            logger.error("id=%s database unavailable (%s); handing the task back", job.task_id, exc)
+            time.sleep(DATABASE_DOWN_PAUSE_S)
+            return Outcome(job.token, job.task_id, OutcomeKind.LOST, requeue=True, detail=str(exc))
+        except Exception as exc:
+            logger.exception(
+                "id=%s task=%s could not be recorded; not run again. envelope=%r",
+                job.task_id,
+                job.envelope.get("task"),
+                job.envelope,
+            )
+            try:
+                result_store.record_unrecordable(job.envelope, exc)
+            except Exception:
+                # Still report an outcome: a job without one holds its slot in the prefetch
+                # window for ever, and an exception here would end a threads-pool slot.
+                logger.exception("id=%s its failure could not be recorded either", job.task_id)
+            return Outcome(job.token, job.task_id, OutcomeKind.FAILED, detail=str(exc))
+
+    def record_lost(
+        self, job: Job, *, reason: str, exit_status: str = "", exception_class: str = ""
+    ) -> Outcome:
+        """``lost_outcome`` on a fresh connection; if that cannot be written, redeliver the job."""
+        # The pool's own database use is treated like a request too: never a stale connection.
+        close_old_connections()
+        try:
+            return lost_outcome(
+                job, reason=reason, exit_status=exit_status, exception_class=exception_class
+            )
+        except Exception as exc:
+            logger.exception("id=%s could not record the lost task; redelivering it", job.task_id)
+            return Outcome(job.token, job.task_id, OutcomeKind.LOST, requeue=True, detail=str(exc))
+        finally:
+            close_old_connections()

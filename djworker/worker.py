@@ -28,6 +28,7 @@ from djworker.conf import DEFAULT, WorkerSettings, explain, spelled
 from djworker.consumer import Consumer
 from djworker.control import ControlPlane
 from djworker.exceptions import ConfigurationError
+from djworker.execution import TaskExecutor
 from djworker.log_safety import get_logger
 from djworker.task_definition import registry
 
@@ -169,6 +170,7 @@ class Worker:
         return self.pool_class(
             size=size,
             on_outcome=lambda outcome: self.consumer.outcomes.put(outcome),
+            executor=TaskExecutor(),
             max_tasks_per_child=self.config.max_tasks_per_child,
             max_memory_per_child_kib=self.config.max_memory_per_child_kib,
             max_size=self.config.max_concurrency,

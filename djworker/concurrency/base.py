@@ -1,8 +1,8 @@
 """The pool interface every execution pool implements.
 
-A pool runs ``Job`` objects through ``run_job`` (``djworker.execution.execute`` with the pool's
-limit ``guard``, unless a test passes another runner) and reports each ``Outcome`` through
-``on_outcome``, which may be called from any thread.
+A pool runs ``Job`` objects through ``run_job`` (the ``Executor`` it was handed, with the pool's
+limit ``guard``) and reports each ``Outcome`` through ``on_outcome``, which may be called from
+any thread. A job a slot could not finish is recorded with ``executor.record_lost``.
 The pool never touches the broker: the consumer owns it and acknowledges on the outcome.
 
 The whole interface is declared here. Optional operations raise ``NotSupportedByPool`` unless the
@@ -12,28 +12,17 @@ pool's capability flag says it supports them; nothing is attached to pool instan
 from __future__ import annotations
 
 import contextlib
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar
 
-from django.db import InterfaceError, OperationalError
-
 from djworker import bounds
+from djworker.concurrency.executor import Executor
 from djworker.exceptions import ConfigurationError, NotSupportedByPool
-from djworker.job import Job, Limits, Outcome, OutcomeKind
-from djworker.log_safety import get_logger
-
-logger = get_logger(__name__)
-
-#: how long a slot waits before handing back a job it could not run for want of a database
-DATABASE_DOWN_PAUSE_S = 1.0
+from djworker.job import Job, Limits, Outcome
 
 OutcomeCallback = Callable[[Outcome], None]
-Runner = Callable[[Job], Outcome]
-#: wraps the call of the task function to enforce a run's limits
-LimitGuard = Callable[[Limits], AbstractContextManager[object]]
 
 
 class BasePool(ABC):
@@ -67,7 +56,7 @@ class BasePool(ABC):
         *,
         size: int,
         on_outcome: OutcomeCallback,
-        runner: Runner | None = None,
+        executor: Executor,
         max_tasks_per_child: int | None = None,
         max_memory_per_child_kib: int | None = None,
         max_size: int = bounds.DEFAULT_MAX_CONCURRENCY,
@@ -83,7 +72,7 @@ class BasePool(ABC):
         self.initial_size = size
         self.max_size = max_size
         self.on_outcome = on_outcome
-        self.runner = runner
+        self.executor = executor
         self.max_tasks_per_child = max_tasks_per_child
         self.max_memory_per_child_kib = max_memory_per_child_kib
 
@@ -172,42 +161,11 @@ class BasePool(ABC):
         return {"pool": self.describe(), "size": self.size, "busy": self.busy}
 
     def run_job(self, job: Job) -> Outcome:
-        """Run one job with the runner, in whichever slot (thread, child, greenlet) runs it.
+        """Run one job with the executor, in whichever slot (thread, child, greenlet) runs it.
 
-        ``execute`` records every error a task raises, so an exception here means the worker
-        could not do its own bookkeeping. If the database is unreachable, the job goes back to
-        the broker (after a pause, so a worker whose database is down does not spin on
-        redeliveries). Any other error would repeat on every delivery (a value the result table
-        cannot store, say): the job is recorded FAILED as far as possible and not run again,
-        and its whole envelope is logged.
+        The executor turns every error into an outcome (see ``Executor.run``).
         """
-        try:
-            if self.runner is not None:
-                return self.runner(job)
-            from djworker.execution import execute
-
-            return execute(job, guard=self.guard)
-        except (OperationalError, InterfaceError) as exc:
-            logger.error("id=%s database unavailable (%s); handing the task back", job.task_id, exc)
-            time.sleep(DATABASE_DOWN_PAUSE_S)
-            return Outcome(job.token, job.task_id, OutcomeKind.LOST, requeue=True, detail=str(exc))
-        except Exception as exc:
-            logger.exception(
-                "id=%s task=%s could not be recorded by the %s pool; not run again. envelope=%r",
-                job.task_id,
-                job.envelope.get("task"),
-                self.describe(),
-                job.envelope,
-            )
-            from djworker.result_store import record_unrecordable
-
-            try:
-                record_unrecordable(job.envelope, exc)
-            except Exception:
-                # Still report an outcome: a job without one holds its slot in the prefetch
-                # window for ever, and an exception here would end a threads-pool slot.
-                logger.exception("id=%s its failure could not be recorded either", job.task_id)
-            return Outcome(job.token, job.task_id, OutcomeKind.FAILED, detail=str(exc))
+        return self.executor.run(job, self.guard)
 
     def guard(self, limits: Limits) -> AbstractContextManager[object]:
         """Enforce ``limits`` around the task function; pools with time limits override this."""

@@ -10,7 +10,7 @@ budget (Django's psycopg connection pool, see ``DbBudget``) caps how many are op
 
 Hard time limits and ``terminate_job`` kill the slot's greenlet: the kill raises
 ``GreenletExit`` at the task's next cooperative switch, the slot records the loss with
-``execution.lost_outcome`` and ends, and a fresh slot takes over the queue. A task stuck in C
+the executor's ``record_lost`` and ends, and a fresh slot takes over the queue. A task stuck in C
 code that never yields cannot be stopped by any green pool; use prefork for such work.
 """
 
@@ -206,11 +206,11 @@ class GreenPool(BasePool):
         except self.runtime.exit_exception:
             if not slot.kill_reason or slot.kill_reason == "cold shutdown":
                 raise
-            from djworker.execution import lost_outcome
-
             # This greenlet's connection may be mid-query: report on a fresh one.
             connections.close_all()
-            outcome = lost_outcome(job, reason=slot.kill_reason, exception_class=slot.kill_class)
+            outcome = self.executor.record_lost(
+                job, reason=slot.kill_reason, exception_class=slot.kill_class
+            )
             slot.kill_reason = slot.kill_class = ""
             return outcome
         finally:

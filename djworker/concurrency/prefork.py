@@ -27,15 +27,13 @@ from contextlib import AbstractContextManager
 from multiprocessing.connection import wait
 from typing import Any
 
-from django.db import close_old_connections
-
 from djworker import db
 from djworker.concurrency.base import BasePool
 from djworker.concurrency.prefork_child_handle import Child, describe_exit
 from djworker.concurrency.prefork_child_main import child_guard, child_main
 from djworker.concurrency.prefork_server import ForkServer
 from djworker.exceptions import ConfigurationError
-from djworker.job import Job, Limits, Outcome, OutcomeKind
+from djworker.job import Job, Limits
 from djworker.log_safety import get_logger
 
 logger = get_logger(__name__)
@@ -83,10 +81,6 @@ class PreforkPool(BasePool):
 
     def start(self) -> None:
         db.track_connections()
-        # Import in the parent what every child would otherwise import on its first task.
-        import djworker.execution
-        import djworker.result_store  # noqa: F401
-
         # At start-up no other worker thread runs yet: with this thread's connections closed,
         # the worker holds none, so neither does the fork server, nor any child it forks later.
         db.close_before_fork()
@@ -515,19 +509,8 @@ class PreforkPool(BasePool):
     def _report_lost(
         self, job: Job, *, reason: str, exit_status: str, exception_class: str = ""
     ) -> None:
-        from djworker.execution import lost_outcome
-
-        # The parent's own database use is treated like a request too: never a stale connection.
-        close_old_connections()
-        try:
-            outcome = lost_outcome(
+        self.on_outcome(
+            self.executor.record_lost(
                 job, reason=reason, exit_status=exit_status, exception_class=exception_class
             )
-        except Exception as exc:
-            logger.exception("id=%s could not record the lost task; redelivering it", job.task_id)
-            outcome = Outcome(
-                job.token, job.task_id, OutcomeKind.LOST, requeue=True, detail=str(exc)
-            )
-        finally:
-            close_old_connections()
-        self.on_outcome(outcome)
+        )

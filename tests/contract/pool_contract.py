@@ -24,6 +24,7 @@ from djworker import message
 from djworker.concurrency import resolve_pool
 from djworker.concurrency.base import BasePool
 from djworker.exceptions import NotSupportedByPool
+from djworker.execution import TaskExecutor
 from djworker.job import Job, Limits, Outcome, OutcomeKind
 from djworker.models import TaskResult
 from djworker.task_definition import Task
@@ -57,7 +58,7 @@ class Harness:
         self.outcomes: list[Outcome] = []
         self._lock = threading.Lock()
         self._tokens = iter(range(1, 1_000_000))
-        self.pool = pool_class(size=size, on_outcome=self._collect)
+        self.pool = pool_class(size=size, on_outcome=self._collect, executor=TaskExecutor())
 
     def _collect(self, outcome: Outcome) -> None:
         with self._lock:

@@ -1,8 +1,8 @@
 """A pool for in-process tests: it holds each job until the test says what became of it.
 
-It runs jobs with the real ``execute`` (through ``BasePool.run_job``) and records lost jobs with
-the real ``lost_outcome``, so rows are written as a real pool writes them; only the moment is
-the test's.
+It runs jobs with the executor the worker hands it (the real ``TaskExecutor``, through
+``BasePool.run_job``) and records lost jobs with that executor's ``record_lost``, so rows are
+written as a real pool writes them; only the moment is the test's.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from djworker.concurrency.base import BasePool
-from djworker.execution import lost_outcome
 from djworker.job import Job, Limits
 
 
@@ -75,7 +74,7 @@ class HeldPool(BasePool):
     def lose_next(self, reason: str = "its slot died") -> Job:
         """Report the oldest held job lost, as a pool whose slot died does."""
         job = self.held.pop(0)
-        self.on_outcome(lost_outcome(job, reason=reason))
+        self.on_outcome(self.executor.record_lost(job, reason=reason))
         return job
 
 

@@ -17,6 +17,7 @@ import pytest
 from django.db import connection, connections
 
 from djworker import db
+from djworker.execution import TaskExecutor
 from djworker.models import TaskResult
 from tests.integration.harness import unique_queue, wait_for
 from tests.taskapp import prefork_tasks, tasks
@@ -299,7 +300,7 @@ def test_a_child_also_silences_connections_made_outside_django():
     raw.close()
 
 
-def _pid_runner(job):
+def _pid_runner(job, guard=None):
     from djworker.job import Outcome, OutcomeKind
 
     return Outcome(job.token, job.task_id, OutcomeKind.SUCCEEDED, detail=str(os.getpid()))
@@ -352,7 +353,12 @@ def test_replacement_children_inherit_no_connection_another_worker_thread_holds(
     _require_postgres()
     db.track_connections()
     outcomes: queue.SimpleQueue = queue.SimpleQueue()
-    pool = PreforkPool(size=1, on_outcome=outcomes.put, runner=_pid_runner, max_tasks_per_child=1)
+    pool = PreforkPool(
+        size=1,
+        on_outcome=outcomes.put,
+        executor=TaskExecutor(run_task=_pid_runner),
+        max_tasks_per_child=1,
+    )
     pool.start()
     baseline = pool.inherited_connections  # the first child has reported ready
     release = _connection_held_by_another_thread()
@@ -380,7 +386,12 @@ def test_a_connection_open_before_the_pool_starts_is_counted_and_discarded_in_ch
     db.track_connections()
     outcomes: queue.SimpleQueue = queue.SimpleQueue()
     release = _connection_held_by_another_thread()
-    pool = PreforkPool(size=1, on_outcome=outcomes.put, runner=_pid_runner, max_tasks_per_child=1)
+    pool = PreforkPool(
+        size=1,
+        on_outcome=outcomes.put,
+        executor=TaskExecutor(run_task=_pid_runner),
+        max_tasks_per_child=1,
+    )
     try:
         pool.start()
         _run_in_pool(pool, outcomes, 3)

@@ -10,6 +10,7 @@ import pytest
 from djworker import bounds, conf
 from djworker.concurrency.threads import ThreadPool
 from djworker.exceptions import ConfigurationError
+from djworker.execution import TaskExecutor
 
 BOUND = "the maximum pool size 1000 (settings.DJWORKER['MAX_CONCURRENCY'])"
 
@@ -81,8 +82,8 @@ def test_a_bad_n_is_refused_naming_the_value_and_the_bound(text: str) -> None:
 
 def test_the_pool_itself_refuses_a_size_or_a_growth_above_its_maximum() -> None:
     with pytest.raises(ConfigurationError, match="pool size 9 is above the maximum pool size 8"):
-        ThreadPool(size=9, on_outcome=lambda outcome: None, max_size=8)
-    pool = ThreadPool(size=2, on_outcome=lambda outcome: None, max_size=8)
+        ThreadPool(size=9, on_outcome=lambda outcome: None, executor=TaskExecutor(), max_size=8)
+    pool = ThreadPool(size=2, on_outcome=lambda outcome: None, executor=TaskExecutor(), max_size=8)
     with pytest.raises(
         ConfigurationError,
         match=r"cannot grow the pool of 2 by 2147483647: the maximum pool size is 8",

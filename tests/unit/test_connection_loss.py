@@ -21,6 +21,7 @@ from djworker import conf, message
 from djworker.broker import Broker
 from djworker.concurrency.threads import ThreadPool
 from djworker.consumer import Consumer
+from djworker.execution import TaskExecutor
 from djworker.job import Job, Outcome, OutcomeKind
 from tests.taskapp import tasks
 
@@ -33,7 +34,7 @@ class Runs:
         self.lock = threading.Lock()
         self.gate = threading.Event()
 
-    def __call__(self, job: Job) -> Outcome:
+    def __call__(self, job: Job, guard: object) -> Outcome:
         with self.lock:
             first = not self.started
             self.started.append(job.task_id)
@@ -58,7 +59,7 @@ def consumer(runs: Runs) -> Iterator[Consumer]:
     )
     broker = Broker(url="memory://")
     made = Consumer(broker=broker, config=config, pool=None)  # type: ignore[arg-type]
-    pool = ThreadPool(size=1, on_outcome=made.outcomes.put, runner=runs)
+    pool = ThreadPool(size=1, on_outcome=made.outcomes.put, executor=TaskExecutor(run_task=runs))
     made.pool = pool
     pool.start()
     assert made.connect()

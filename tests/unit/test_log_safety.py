@@ -6,6 +6,7 @@ import pytest
 
 from djworker.concurrency.solo import SoloPool
 from djworker.concurrency.threads import ThreadPool
+from djworker.execution import TaskExecutor
 from djworker.log_safety import escape_control, get_logger
 from djworker.task_definition import registry, task
 from djworker.worker import describe_limits, unenforced_task_limits
@@ -25,7 +26,7 @@ def test_a_djworker_logger_escapes_string_and_exception_arguments(
 
 
 def test_the_banner_says_which_limits_a_pool_enforces() -> None:
-    assert describe_limits(ThreadPool(size=1, on_outcome=print)) == (
+    assert describe_limits(ThreadPool(size=1, on_outcome=print, executor=TaskExecutor())) == (
         "this pool enforces soft time limit; not hard time limit, max tasks/memory per child"
     )
 
@@ -35,7 +36,9 @@ def test_tasks_with_a_time_limit_the_pool_cannot_enforce_are_named() -> None:
     def limited() -> None: ...
 
     try:
-        warnings = unenforced_task_limits(SoloPool(size=1, on_outcome=print))
+        warnings = unenforced_task_limits(
+            SoloPool(size=1, on_outcome=print, executor=TaskExecutor())
+        )
     finally:
         del registry["tests.limited"]
     # Other test apps register tasks with limits too: this one must be among those named.

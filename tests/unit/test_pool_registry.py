@@ -9,6 +9,7 @@ from djworker.concurrency.base import BasePool
 from djworker.concurrency.solo import SoloPool
 from djworker.concurrency.threads import ThreadPool
 from djworker.exceptions import ConfigurationError, PoolNotAvailable
+from djworker.execution import TaskExecutor
 
 
 def test_aliases_resolve_to_pool_classes() -> None:
@@ -55,9 +56,11 @@ def test_recycling_options_are_refused_by_pools_that_cannot_recycle() -> None:
         ConfigurationError,
         match=r"--max-tasks-per-child and --max-memory-per-child need --pool=prefork",
     ):
-        ThreadPool(size=2, on_outcome=lambda o: None, max_tasks_per_child=10)
+        ThreadPool(
+            size=2, on_outcome=lambda o: None, executor=TaskExecutor(), max_tasks_per_child=10
+        )
 
 
 def test_the_solo_pool_refuses_more_than_one_slot() -> None:
     with pytest.raises(ConfigurationError, match="--concurrency must be 1, got 3"):
-        SoloPool(size=3, on_outcome=lambda o: None)
+        SoloPool(size=3, on_outcome=lambda o: None, executor=TaskExecutor())

@@ -14,10 +14,11 @@ import pytest
 from djworker.concurrency.prefork import PreforkPool, describe_exit
 from djworker.concurrency.prefork_child_main import child_guard, current_rss_kib
 from djworker.exceptions import SoftTimeLimitExceeded
+from djworker.execution import TaskExecutor
 from djworker.job import Job, Limits, Outcome, OutcomeKind
 
 
-def _runner(job: Job) -> Outcome:
+def _runner(job: Job, guard: object) -> Outcome:
     time.sleep(job.envelope.get("sleep", 0))
     return Outcome(job.token, job.task_id, OutcomeKind.SUCCEEDED, detail=str(os.getpid()))
 
@@ -32,7 +33,9 @@ def make_pool():
 
     def make(size: int = 2, **kwargs: object) -> tuple[PreforkPool, queue.SimpleQueue[Outcome]]:
         outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
-        pool = PreforkPool(size=size, on_outcome=outcomes.put, runner=_runner, **kwargs)  # type: ignore[arg-type]
+        pool = PreforkPool(
+            size=size, on_outcome=outcomes.put, executor=TaskExecutor(run_task=_runner), **kwargs
+        )  # type: ignore[arg-type]
         pools.append(pool)
         pool.start()
         return pool, outcomes

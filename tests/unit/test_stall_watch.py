@@ -17,6 +17,7 @@ from djworker import conf, message
 from djworker.broker import Broker
 from djworker.concurrency.base import BasePool
 from djworker.consumer import Consumer
+from djworker.execution import TaskExecutor
 from djworker.job import Job
 from djworker.stalls import CHECK_EVERY_S, WARN_AFTER_S, StallWatch
 from tests.taskapp import tasks
@@ -72,7 +73,7 @@ def make_consumer(pool_class: type[SleepingPool]) -> Consumer:
     queue = f"stall-{uuid.uuid4().hex[:8]}"
     config = conf.load_config(environ={}, djworker_settings={}, cli={"queues": [queue]})
     made = Consumer(broker=Broker(url="memory://"), config=config, pool=None)  # type: ignore[arg-type]
-    made.pool = pool_class(size=2, on_outcome=made.outcomes.put)
+    made.pool = pool_class(size=2, on_outcome=made.outcomes.put, executor=TaskExecutor())
     return made
 
 

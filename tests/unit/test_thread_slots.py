@@ -13,6 +13,7 @@ import pytest
 
 from djworker import message, result_store
 from djworker.concurrency.threads import ThreadPool
+from djworker.execution import TaskExecutor
 from djworker.job import Job, Outcome, OutcomeKind
 
 
@@ -25,7 +26,8 @@ def job(token: int) -> Job:
 
 def run_two(pool_runner: Any) -> list[Outcome]:
     outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
-    pool = ThreadPool(size=1, on_outcome=outcomes.put, runner=pool_runner)
+    executor = TaskExecutor(run_task=lambda j, guard: pool_runner(j))
+    pool = ThreadPool(size=1, on_outcome=outcomes.put, executor=executor)
     pool.start()
     try:
         pool.apply_async(job(1))
