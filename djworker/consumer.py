@@ -33,6 +33,7 @@ from djworker.log_safety import get_logger
 from djworker.message import Envelope
 from djworker.stalls import StallWatch
 from djworker.task_definition import Task, get_task
+from djworker.task_lookup import task_for_message
 
 logger = get_logger(__name__)
 
@@ -420,7 +421,7 @@ class Consumer:
     def _receive(self, body: Any, msg: Message) -> None:
         try:
             envelope = message.validate(body)
-            task = get_task(envelope["task"])
+            task = task_for_message(envelope)
         except (InvalidMessage, UnknownTask) as exc:
             refuse(body, msg, exc)
             return

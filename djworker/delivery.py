@@ -18,6 +18,7 @@ from djworker import result_store
 from djworker.job import Outcome, OutcomeKind
 from djworker.log_safety import get_logger
 from djworker.message import Envelope
+from djworker.task_lookup import refusal
 
 if TYPE_CHECKING:
     from djworker.broker import Broker
@@ -96,8 +97,6 @@ def refuse(body: Any, msg: Message, exc: Exception) -> None:
     The message goes whether or not the record can be written: a refusal that came back each
     time its write failed would stop every message behind it.
     """
-    recorded = result_store.record_refused(
-        body, reason=str(exc), exception_class=type(exc).__name__
-    )
+    recorded = result_store.record_refused(body, **refusal(exc))
     logger.error("rejected message (recorded=%s): %s", recorded, exc)
     msg.reject()

@@ -27,6 +27,7 @@ from djworker.exceptions import TaskRevoked, UnknownTask, WorkerLost
 from djworker.job import Job, Limits, Outcome, OutcomeKind
 from djworker.log_safety import get_logger
 from djworker.task_definition import Task, get_task
+from djworker.task_lookup import refusal, task_for_message
 
 if TYPE_CHECKING:
     from djworker.concurrency.executor import LimitGuard
@@ -59,9 +60,9 @@ def _no_guard(limits: Limits) -> AbstractContextManager[object]:
 def _execute(job: Job, guard: LimitGuard) -> Outcome:
     envelope = job.envelope
     try:
-        task = get_task(envelope["task"])
+        task = task_for_message(envelope)
     except UnknownTask as exc:
-        result_store.record_refused(envelope, reason=str(exc), exception_class="UnknownTask")
+        result_store.record_refused(envelope, **refusal(exc))
         return Outcome(job.token, job.task_id, OutcomeKind.FAILED, detail=str(exc))
 
     started_at = timezone.now()

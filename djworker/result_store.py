@@ -291,7 +291,9 @@ def _storable_time(value: Any) -> str | None:
         return None
 
 
-def record_refused(envelope_like: Any, *, reason: str, exception_class: str) -> bool:
+def record_refused(
+    envelope_like: Any, *, reason: str, exception_class: str, traceback: str = ""
+) -> bool:
     """FAILED row for a message that could not run, when it carries a usable id.
 
     Never overwrites a finished row, nor the row of another task: a refused message may carry
@@ -331,6 +333,7 @@ def record_refused(envelope_like: Any, *, reason: str, exception_class: str) -> 
         "status": TaskStatus.FAILED,
         "exception_class": exception_class,
         "exception_message": _storable_text(reason, 10_000),
+        "traceback": _storable_text(traceback, 100_000),
         "finished_at": timezone.now(),
     }
     unfinished = TaskResult.objects.filter(

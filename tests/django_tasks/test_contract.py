@@ -497,6 +497,51 @@ def test_a_task_this_process_does_not_know_fails_and_says_so() -> None:
     assert "is not registered in this worker" in error.traceback
 
 
+def framework_envelope(task_name: str) -> dict[str, Any]:
+    from djworker import message
+
+    envelope = message.build(
+        task_id="lookup-1", task_name=task_name, args=[], kwargs={}, queue="default", priority=4
+    )
+    return {**envelope, "django_task": {"backend": "default", "priority": 0}}
+
+
+def test_a_django_tasks_message_imports_only_paths_inside_installed_apps() -> None:
+    import sys
+
+    from djworker.exceptions import UnknownTask
+    from djworker.task_lookup import refusal, task_for_message
+
+    assert "this" not in sys.modules
+    with pytest.raises(UnknownTask, match="belongs to no installed app, so it is not imported"):
+        task_for_message(framework_envelope("this.s"))
+    assert "this" not in sys.modules  # (importing it would print the Zen of Python)
+    # An @djworker.task message never makes a worker import, even inside an installed app.
+    native = framework_envelope("tests.taskapp.framework_tasks.no_such_task")
+    del native["django_task"]
+    with pytest.raises(UnknownTask, match=r"is not registered in this worker$") as refused:
+        task_for_message(native)
+    assert refusal(refused.value) == {
+        "reason": str(refused.value),
+        "exception_class": "UnknownTask",
+        "traceback": "",
+    }
+
+
+def test_an_import_that_fails_is_the_refusal_recorded() -> None:
+    from djworker.exceptions import UnknownTask
+    from djworker.task_lookup import refusal, task_for_message
+
+    envelope = framework_envelope("tests.taskapp.framework_tasks.no_such_task")
+    with pytest.raises(UnknownTask, match="could not be imported") as refused:
+        task_for_message(envelope)
+    recorded = refusal(refused.value)
+    assert recorded["exception_class"] == "builtins.ImportError"
+    assert "AttributeError" in recorded["traceback"]
+    with pytest.raises(UnknownTask, match=r"imports, but is not a django\.tasks task"):
+        task_for_message(framework_envelope("tests.taskapp.framework_tasks.TaskContext"))
+
+
 def test_a_retried_run_keeps_the_first_start_and_counts_every_attempt(tmp_path: Any) -> None:
     result = tasks.fail_until.enqueue(str(tmp_path), 2)
     first = run_in_process(result.id, hostname="w1")

@@ -249,3 +249,53 @@ def test_a_running_django_task_can_be_terminated_like_any_other(
     finished_lines = [line for line in signal_lines(signal_log) if line[0] == "task_finished"]
     assert [(line[2], line[3]) for line in finished_lines] == [("FAILED", result.id)]
     assert worker.process is not None and worker.process.poll() is None
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_a_task_whose_function_no_longer_imports_fails_with_the_import_error(
+    worker_factory: Callable[..., WorkerProcess], pool: str
+) -> None:
+    from tests.taskapp import framework_lost
+
+    queue = unique_queue("dt")
+    # The worker's deploy no longer defines renamed_later; its module still imports.
+    worker = worker_factory(
+        "--pool", pool, "-c", "2", "-Q", queue, env={"DJWORKER_TEST_LOST_TASKS": "function"}
+    )
+    lost = framework_lost.renamed_later.using(queue_name=queue).enqueue()
+    # Imported on demand by the worker (no tasks.py imports the module), then run.
+    here = framework_lost.still_here.using(queue_name=queue).enqueue()
+    after = tasks.calculate_meaning_of_life.using(queue_name=queue).enqueue()
+    finished(lost, here, after)
+
+    assert lost.status == TaskResultStatus.FAILED
+    [error] = lost.errors
+    assert error.exception_class_path == "builtins.ImportError"
+    assert 'does not define a "renamed_later" attribute' in error.traceback
+    assert "AttributeError" in error.traceback  # the cause, chained
+    assert (here.return_value, after.return_value) == ("here", 42)
+    assert worker.process is not None and worker.process.poll() is None
+
+
+def test_a_task_whose_module_no_longer_imports_fails_with_the_import_error(
+    worker_factory: Callable[..., WorkerProcess],
+) -> None:
+    from tests.taskapp import framework_lost
+
+    queue = unique_queue("dt")
+    worker = worker_factory(
+        "--pool", "threads", "-Q", queue, env={"DJWORKER_TEST_LOST_TASKS": "module"}
+    )
+    lost = framework_lost.still_here.using(queue_name=queue).enqueue()
+    after = tasks.calculate_meaning_of_life.using(queue_name=queue).enqueue()
+    finished(lost, after)
+
+    assert lost.status == TaskResultStatus.FAILED
+    [error] = lost.errors
+    assert error.exception_class_path == "builtins.ImportError"
+    assert error.traceback.endswith(
+        "ImportError: tests.taskapp.framework_lost cannot be imported in this deploy\n"
+    )
+    assert 'framework_lost.py", line' in error.traceback
+    assert after.return_value == 42
+    assert worker.process is not None and worker.process.poll() is None
