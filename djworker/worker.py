@@ -88,7 +88,11 @@ class Output(Protocol):
 
 
 class ColdShutdown(BaseException):
-    """Raised in the main thread by a second signal while a solo-pool task runs."""
+    """Stops the main thread for a cold shutdown, which ``Worker.run`` then carries out.
+
+    Raised by a second signal while a solo-pool task runs, and by a pool or process restart
+    whose drain a cold shutdown interrupted.
+    """
 
 
 class ControlLoop:
