@@ -1,7 +1,8 @@
 """``WorkerTask``: the django.tasks ``Task`` that ``WorkerBackend`` makes, with djworker's extras.
 
-``@task(max_retries=3, time_limit=30)`` passes the extras through ``task_class`` (Django 6.1 and
-the backport; on Django 6.0 ``@task`` takes no extras and every one keeps its default). The
+``@task(max_retries=3, time_limit=30, redact_args=True)`` passes the extras through
+``task_class`` (Django 6.1 and the backport; on Django 6.0 ``@task`` takes no extras and every
+one keeps its default). The
 extras mean what they mean on ``@djworker.task``, except that a django.tasks task is not retried
 unless ``max_retries`` says so: Django's own backends never retry.
 
@@ -37,7 +38,10 @@ class WorkerTask(Task):  # type: ignore[type-arg]
     ``max_retries``: how many times a run that raised an ``Exception`` (of ``autoretry_for``)
     runs again; 0 (the default) never retries, None retries without end. ``retry_backoff``,
     ``retry_backoff_max``, ``retry_jitter`` and ``default_retry_delay`` space the retries as on
-    ``@djworker.task``; ``time_limit`` and ``soft_time_limit`` are seconds.
+    ``@djworker.task``; ``time_limit`` and ``soft_time_limit`` are seconds. ``redact_args``
+    stores every argument value as ``"[redacted]"`` in the result row (the task still gets
+    them); ``max_deliveries`` caps the deliveries of one message whose runs keep dying (None:
+    the worker's ``--max-deliveries``, 0: no cap).
     """
 
     max_retries: int | None = 0
@@ -48,6 +52,8 @@ class WorkerTask(Task):  # type: ignore[type-arg]
     default_retry_delay: float = 180.0
     time_limit: float | None = None
     soft_time_limit: float | None = None
+    redact_args: bool = False
+    max_deliveries: int | None = None
 
 
 #: the extras a ``WorkerTask`` adds, passed on to djworker's own ``Task``
@@ -60,6 +66,8 @@ EXTRAS = (
     "default_retry_delay",
     "time_limit",
     "soft_time_limit",
+    "redact_args",
+    "max_deliveries",
 )
 
 

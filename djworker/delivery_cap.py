@@ -49,11 +49,20 @@ def spent(job: Job, deliveries: int) -> bool:
     return bool(job.max_deliveries) and deliveries >= job.max_deliveries
 
 
-def fail(job: Job, deliveries: int, *, ran: bool, exit_status: str | None = None) -> Outcome:
+def fail(
+    job: Job,
+    deliveries: int,
+    *,
+    ran: bool,
+    exit_status: str | None = None,
+    task: Task[Any, Any] | None = None,
+) -> Outcome:
     """Record the message FAILED for its delivery cap and ask the consumer to reject it.
 
     ``ran``: the last delivery ran (and its process died); otherwise this delivery was
     refused before running. ``exit_status`` of the run that died; None keeps the row's.
+    ``task``: recorded through it, as any failure of its runs is (a django.tasks task keeps
+    its ``errors`` and sends ``task_finished``).
     """
     if ran:
         reason = (
@@ -65,13 +74,16 @@ def fail(job: Job, deliveries: int, *, ran: bool, exit_status: str | None = None
             f"not run: delivery {deliveries} is over max_deliveries={job.max_deliveries} "
             f"({job.max_deliveries_from}); its earlier runs never finished"
         )
-    result_store.record_failure(
-        job.envelope,
-        exception_class=DeliveryLimitExceeded.__name__,
-        exception_message=reason,
-        hostname=job.hostname,
-        exit_status=exit_status,
-    )
+    failure: dict[str, Any] = {
+        "exception_class": DeliveryLimitExceeded.__name__,
+        "exception_message": reason,
+        "hostname": job.hostname,
+        "exit_status": exit_status,
+    }
+    if task is not None:
+        task.record_failure(job.envelope, error=None, **failure)
+    else:
+        result_store.record_failure(job.envelope, **failure)
     logger.error(
         "task=%s id=%s state=FAILED %s; message rejected (dead-lettered if its queue has a "
         "dead-letter exchange, else dropped)",

@@ -82,7 +82,7 @@ def _execute(job: Job, guard: LimitGuard) -> Outcome:
             logger.warning("task=%s id=%s not run: %s", task.name, job.task_id, exc)
             return Outcome(job.token, job.task_id, OutcomeKind.FAILED, detail=str(exc))
         if delivery_cap.over(job, deliveries):
-            return delivery_cap.fail(job, deliveries, ran=False)
+            return delivery_cap.fail(job, deliveries, ran=False, task=task)
     signals.send_robust(
         signals.task_prerun,
         task,
@@ -254,7 +254,7 @@ def lost_outcome(
         task = None
     requeue = bool(task and task.reject_on_worker_lost and name == WorkerLost.__name__)
     if requeue and delivery_cap.spent(job, deliveries):
-        return delivery_cap.fail(job, deliveries, ran=True, exit_status=exit_status)
+        return delivery_cap.fail(job, deliveries, ran=True, exit_status=exit_status, task=task)
     lost: dict[str, Any] = {
         "exception_class": name,
         "exception_message": reason,

@@ -68,7 +68,7 @@ def signal_recorder() -> Iterator[SignalRecorder]:
         signal.disconnect(receive)
 
 
-def run_in_process(result_id: str, *, hostname: str = "inprocess@test") -> Any:
+def run_in_process(result_id: str, *, hostname: str = "inprocess@test", **job: Any) -> Any:
     """Run a stored call with djworker's own executor in this process, as a pool slot would."""
     from djworker import message
     from djworker.execution import execute
@@ -86,4 +86,4 @@ def run_in_process(result_id: str, *, hostname: str = "inprocess@test") -> Any:
         enqueued_at=row.enqueued_at,
         attempt=max(row.attempts, 0),
     )
-    return execute(Job(1, envelope, hostname=hostname))
+    return execute(Job(1, envelope, hostname=hostname, **job))

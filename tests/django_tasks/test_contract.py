@@ -84,6 +84,21 @@ def test_a_task_keeps_djworker_options_given_to_the_decorator() -> None:
     assert (entry.max_retries, entry.autoretry_for) == (2, (Exception,))
     assert registry[tasks.sleep_past_limit.module_path].time_limit == 1.0
     assert registry[tasks.noop.module_path].autoretry_for == ()  # never retried unless asked
+    assert (tasks.redacted_echo.redact_args, tasks.capped_block_until_killed.max_deliveries) == (
+        True,
+        1,
+    )
+    assert registry[tasks.redacted_echo.module_path].redact_args is True
+    assert registry[tasks.capped_block_until_killed.module_path].max_deliveries == 1
+    assert registry[tasks.noop.module_path].max_deliveries is None  # the worker's cap
+
+
+def test_redact_args_keeps_argument_values_out_of_the_result_row() -> None:
+    result = tasks.redacted_echo.enqueue("password", token="secret")
+    assert (result.args, result.kwargs) == (["password"], {"token": "secret"})
+    row = ResultRow.objects.get(id=result.id)
+    assert (row.args, row.kwargs) == (["[redacted]"], {"token": "[redacted]"})
+    assert default_task_backend.get_result(result.id).args == ["[redacted]"]
 
 
 def test_bad_djworker_options_are_an_invalid_task_naming_the_value() -> None:
@@ -93,6 +108,10 @@ def test_bad_djworker_options_are_an_invalid_task_naming_the_value() -> None:
     globals()["bad_retries_fixture"] = bad_retries
     with pytest.raises(InvalidTask, match="max_retries expects an integer >= 0 or None; got -1"):
         task(max_retries=-1)(bad_retries)
+    with pytest.raises(InvalidTask, match="redact_args expects True or False; got 'yes'"):
+        task(redact_args="yes")(bad_retries)
+    with pytest.raises(InvalidTask, match=r"max_deliveries expects a whole number >= 0"):
+        task(max_deliveries=-2)(bad_retries)
     with pytest.raises(TypeError, match="unexpected keyword argument 'not_an_option'"):
         task(not_an_option=1)(bad_retries)
 
@@ -384,6 +403,28 @@ def test_a_run_sends_started_then_finished_once_with_the_backend_class(
     assert (result.attempts, result.worker_ids, result.errors) == (1, ["inprocess@test"], [])
     assert result.enqueued_at <= result.started_at <= result.finished_at
     assert result.last_attempted_at == result.started_at
+
+
+def test_a_run_the_delivery_cap_refuses_is_failed_and_sends_task_finished_once(
+    signal_recorder: SignalRecorder,
+) -> None:
+    result = tasks.capped_block_until_killed.enqueue("unused")
+    # One delivery already started and never finished (its worker died).
+    ResultRow.objects.filter(id=result.id).update(deliveries=1, status="RUNNING")
+    outcome = run_in_process(
+        result.id, redelivered=True, max_deliveries=1, max_deliveries_from="task max_deliveries"
+    )
+    assert outcome.reject
+
+    result.refresh()
+    assert result.status == TaskResultStatus.FAILED
+    [error] = result.errors
+    assert error.exception_class_path == "djworker.exceptions.DeliveryLimitExceeded"
+    assert "not run: delivery 2 is over max_deliveries=1" in error.traceback
+    assert signal_recorder.names(result.id) == ["task_enqueued", "task_finished"]
+    finished = signal_recorder.sent[-1]
+    assert (finished.sender, finished.status) == (WorkerBackend, "FAILED")
+    assert finished.errors == ["djworker.exceptions.DeliveryLimitExceeded"]
 
 
 def test_a_failing_run_records_the_class_path_and_traceback(

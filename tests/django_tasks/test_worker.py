@@ -69,16 +69,21 @@ def test_a_worker_runs_django_tasks_next_to_djworker_tasks(
     exited = tasks.failing_system_exit.using(**on_queue).enqueue()
     context = tasks.context_report.using(**on_queue).enqueue()
     unknown = only_in_the_test_process.using(**on_queue).enqueue()
+    redacted = tasks.redacted_echo.using(**on_queue).enqueue("password", token="secret")
     deferred = tasks.noop.using(run_after=timezone.now() + timedelta(seconds=2), **on_queue)
     later = deferred.enqueue()
     native = native_tasks.add.apply_async((20, 22), queue=queue)
 
-    finished(meaning, added, echoed, failed, exited, context, unknown, later)
+    finished(meaning, added, echoed, failed, exited, context, unknown, later, redacted)
     assert native.get(timeout=30) == 42
 
     assert (meaning.status, meaning.return_value) == (TaskResultStatus.SUCCESSFUL, 42)
     assert added.return_value == 5
     assert echoed.return_value == {"args": [1, [2]], "kwargs": {"key": "v"}}
+    # The task got the values its row does not show.
+    assert redacted.return_value == {"args": ["password"], "kwargs": {"token": "secret"}}
+    stored = tasks.redacted_echo.get_result(redacted.id)
+    assert (stored.args, stored.kwargs) == (["[redacted]"], {"token": "[redacted]"})
     hostname = ResultRow.objects.get(id=meaning.id).worker_hostname
     assert meaning.worker_ids == [hostname] and meaning.attempts == 1
     assert meaning.enqueued_at <= meaning.started_at <= meaning.finished_at
@@ -101,7 +106,7 @@ def test_a_worker_runs_django_tasks_next_to_djworker_tasks(
     assert unknown.errors[0].exception_class_path == "djworker.exceptions.UnknownTask"
     assert later.started_at >= later.task.run_after
 
-    ran = [meaning, added, echoed, failed, exited, context, later]
+    ran = [meaning, added, echoed, failed, exited, context, later, redacted]
     lines = signal_lines(signal_log)
     counts = Counter((name, result_id) for name, _, _, result_id, _ in lines)
     for result in ran:
@@ -158,6 +163,38 @@ def test_a_worker_killed_mid_task_leaves_no_result_running(
     )
     assert result.started_at == first_start < result.last_attempted_at
     assert len(result.worker_ids) == 2
+
+
+def test_a_run_over_its_delivery_cap_is_failed_unrun_and_sends_task_finished_once(
+    worker_factory: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    queue = unique_queue("dt")
+    signal_log = tmp_path / "signals.log"
+    env = {
+        "DJWORKER_BROKER_TRANSPORT_OPTIONS": json.dumps({"visibility_timeout": 3}),
+        "DJWORKER_TEST_SIGNAL_LOG": str(signal_log),
+    }
+    first = worker_factory("--pool", "threads", "-c", "1", "-Q", queue, env=env)
+    marker = tmp_path / "started"
+    # @task(max_deliveries=1): the delivery after the killed one must not run.
+    result = tasks.capped_block_until_killed.using(queue_name=queue).enqueue(str(marker))
+    wait_for(marker.exists, timeout_s=30, what="the first run to start")
+    first.stop()  # SIGKILL
+    second = worker_factory("--pool", "threads", "-c", "1", "-Q", queue, env=env)
+    finished(result)
+
+    assert result.status == TaskResultStatus.FAILED
+    [error] = result.errors
+    assert error.exception_class_path == "djworker.exceptions.DeliveryLimitExceeded"
+    assert "max_deliveries=1 (task" in error.traceback
+    assert len(result.worker_ids) == 2  # the refused delivery counts, it never ran
+    lines = [line[:4] for line in signal_lines(signal_log) if line[3] == result.id]
+    sender = "djworker.backend.WorkerBackend"
+    assert lines == [
+        ["task_started", sender, "RUNNING", result.id],
+        ["task_finished", sender, "FAILED", result.id],
+    ]
+    assert second.process is not None and second.process.poll() is None
 
 
 def test_higher_priorities_run_first_on_one_queue(

@@ -121,6 +121,21 @@ def block_until_killed(context: TaskContext, marker: str) -> int:
     return context.attempt
 
 
+@task(redact_args=True)
+def redacted_echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Its result row shows no argument value; the task still gets them."""
+    return {"args": list(args), "kwargs": kwargs}
+
+
+@task(max_deliveries=1)
+def capped_block_until_killed(marker: str) -> str:
+    """Like ``block_until_killed``, with a cap of one delivery: a second one is never run."""
+    if not os.path.exists(marker):
+        Path(marker).write_text(str(os.getpid()))
+        time.sleep(120)
+    return "ran again"
+
+
 def _log_signal(name: str) -> Any:
     def receive(sender: Any, task_result: Any, **kwargs: Any) -> None:
         path = os.environ.get("DJWORKER_TEST_SIGNAL_LOG")
