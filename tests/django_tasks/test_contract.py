@@ -631,6 +631,42 @@ def test_a_django_broker_on_a_missing_database_is_an_error() -> None:
     assert "TASKS['default'] publishes through the django:// broker on database 'queues'" in (
         error.msg
     )
+    assert "default" in error.msg.partition("(known: ")[2]
+
+
+def test_a_django_broker_url_from_the_environment_is_checked_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DJWORKER_BROKER_URL", "django://")
+    with override_settings(
+        DJWORKER={"BROKER_URL": "redis://x/0", "BROKER_TRANSPORT_OPTIONS": {"database": "nope"}}
+    ):
+        assert [m.id for m in task_backends["default"].check()] == ["djworker.E011"]
+
+
+def test_the_backend_without_djworker_installed_is_an_error() -> None:
+    with override_settings(INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth"]):
+        [error] = task_backends["default"].check()
+    assert error.id == "djworker.E010"
+    assert error.msg == (
+        "TASKS['default'] uses djworker.backend.WorkerBackend, but djworker is not in "
+        "INSTALLED_APPS"
+    )
+
+
+def test_a_queue_name_djworker_cannot_use_is_an_error_and_unconsumed() -> None:
+    with override_settings(TASKS={"default": {"BACKEND": BACKEND, "QUEUES": ["default", "a b"]}}):
+        messages = task_backends["default"].check()
+    assert [m.id for m in messages] == ["djworker.E012", "djworker.W010"]
+    assert "TASKS['default']['QUEUES'] has a name djworker cannot use" in messages[0].msg
+    assert "lists ['a b'], which no worker consumes" in messages[1].msg
+
+
+def test_a_django_broker_on_an_existing_database_alias_passes_the_checks() -> None:
+    with override_settings(
+        DJWORKER={"BROKER_URL": "django://", "BROKER_TRANSPORT_OPTIONS": {"database": "default"}}
+    ):
+        assert list(task_backends["default"].check()) == []
 
 
 def test_the_backend_check_runs_with_djangos_system_checks() -> None:

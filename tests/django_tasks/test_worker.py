@@ -227,33 +227,37 @@ def test_a_time_limit_given_to_the_decorator_stops_the_task(
     assert worker.process is not None and worker.process.poll() is None
 
 
-def test_a_worker_on_redis_runs_django_tasks_in_priority_order(
+@pytest.mark.parametrize("pool", POOLS)
+@pytest.mark.parametrize("broker", ["redis", "amqp"])
+def test_a_worker_on_redis_or_rabbitmq_runs_django_tasks_in_priority_order(
     worker_factory: Callable[..., WorkerProcess],
-    redis_url: str,
     use_broker: Callable[..., Any],
+    request: pytest.FixtureRequest,
+    broker: str,
+    pool: str,
     tmp_path: Path,
 ) -> None:
-    use_broker(redis_url)
+    broker_url = request.getfixturevalue(f"{broker}_url")
+    use_broker(broker_url)
     queue = unique_queue("dt")
     order = tmp_path / "order.txt"
     calls = [
         tasks.record_order.using(queue_name=queue, priority=priority).enqueue(str(order), label)
         for priority, label in ((-100, "low"), (100, "high"), (0, "default"))
     ]
-    worker_factory(
-        "--pool",
-        "threads",
-        "-c",
-        "1",
-        "--prefetch-multiplier",
-        "1",
-        "-Q",
-        queue,
-        broker_url=redis_url,
+    failed = tasks.failing_value_error.using(queue_name=queue).enqueue("on " + broker)
+    added = tasks.add_async.using(queue_name=queue).enqueue(2, 3)
+    worker = worker_factory(
+        "--pool", pool, "-c", "1", "--prefetch-multiplier", "1", "-Q", queue, broker_url=broker_url
     )
-    finished(*calls)
+    finished(*calls, failed, added)
     assert order.read_text().split() == ["high", "default", "low"]
     assert [c.return_value for c in calls] == ["low", "high", "default"]
+    assert added.return_value == 5
+    [error] = failed.errors
+    assert error.exception_class_path == "builtins.ValueError"
+    assert error.traceback.endswith(f"ValueError: on {broker}\n")
+    assert worker.process is not None and worker.process.poll() is None
 
 
 def test_a_running_django_task_can_be_terminated_like_any_other(
