@@ -1,0 +1,1 @@
+"""djworker's benchmarks: run on demand, never in the test suite (see docs/benchmarks.md)."""
