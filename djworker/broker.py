@@ -88,24 +88,30 @@ class Broker:
         if local.connection is None:
             local.connection = self.connection()
             local.producer = Producer(local.connection, auto_declare=False)
+            local.declared = set()
         return local.producer  # type: ignore[no-any-return]
 
-    def publish(self, envelope: Envelope) -> None:
-        message.validate(envelope)
-        headers = {}
-        if envelope.get("eta"):
-            headers["eta"] = envelope["eta"]
+    def _declare(self, producer: Producer, queue: str) -> None:
+        """Declare ``queue`` once per connection (kombu would build and bind it per publish)."""
+        declared: set[str] = self._local.declared
+        if queue not in declared:
+            producer.maybe_declare(self.queue(queue), retry=True, **PUBLISH_RETRY_POLICY)
+            declared.add(queue)
+
+    def publish(self, envelope: Envelope, *, validated: bool = False) -> None:
+        """Publish one envelope; ``validated``: it comes from ``message.build`` unchanged."""
+        if not validated:
+            message.validate(envelope)
         producer = self._producer()
-        queue = self.queue(envelope["queue"])
         try:
+            self._declare(producer, envelope["queue"])
             producer.publish(
                 envelope,
-                exchange=DEFAULT_EXCHANGE,
+                exchange="",
                 routing_key=envelope["queue"],
-                declare=[queue],
                 serializer="json",
                 priority=self.broker_priority(envelope["priority"]),
-                headers=headers,
+                headers=_headers(envelope),
                 delivery_mode=2,
                 retry=True,
                 retry_policy=PUBLISH_RETRY_POLICY,
@@ -122,6 +128,10 @@ class Broker:
             except Exception:  # pragma: no cover - closing a broken connection
                 logger.debug("error closing producer connection", exc_info=True)
         self._local.connection = None
+
+
+def _headers(envelope: Envelope) -> dict[str, Any]:
+    return {"eta": envelope["eta"]} if envelope.get("eta") else {}
 
 
 def probe(connection: Connection) -> None:

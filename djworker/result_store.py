@@ -60,11 +60,9 @@ def unsaved_row(envelope: Envelope, **fields: Any) -> TaskResult:
 
 def record_enqueued(envelope: Envelope, **fields: Any) -> bool:
     """Insert the READY row for a fresh call (a retry keeps its row). Returns True."""
-    row = _row_from(envelope, **fields)
-    _retried(
-        lambda: TaskResult.objects.bulk_create([row], ignore_conflicts=True),
-        f"result id={row.id} enqueued",
-    )
+    from djworker import ready_rows
+
+    ready_rows.insert([_row_from(envelope, **fields)])
     return True
 
 

@@ -215,7 +215,7 @@ class Task(Generic[P, R]):
         )
         stored = False if self.ignore_result else result_store.record_enqueued(envelope)
         try:
-            broker.get_broker().publish(envelope)
+            broker.get_broker().publish(envelope, validated=True)
         except Exception:
             if stored:
                 result_store.forget(envelope["id"])
