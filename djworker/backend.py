@@ -151,7 +151,11 @@ class WorkerBackend(BaseTaskBackend):
         from djworker.models.results import TaskResult as ResultRow
         from djworker.task_definition import registry
 
-        if not isinstance(result_id, str) or not 0 < len(result_id) <= message.MAX_LENGTHS["id"]:
+        if (
+            not isinstance(result_id, str)
+            or not 0 < len(result_id) <= message.MAX_LENGTHS["id"]
+            or message.unstorable(result_id) is not None  # no row can have it as its id
+        ):
             raise TaskResultDoesNotExist(result_id)
         row = ResultRow.objects.filter(id=result_id, backend=self.alias).first()
         if row is None:

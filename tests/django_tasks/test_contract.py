@@ -282,7 +282,9 @@ def test_refresh_leaves_an_unchanged_result_equal() -> None:
     assert dataclasses.asdict(result) == before
 
 
-@pytest.mark.parametrize("result_id", ["123", "not-a-uuid", "", "x" * 65, 123])
+@pytest.mark.parametrize(
+    "result_id", ["123", "not-a-uuid", "", "x" * 65, 123, None, "nul\x00id", "\ud800"]
+)
 def test_an_unknown_or_malformed_id_is_task_result_does_not_exist(result_id: Any) -> None:
     with pytest.raises(TaskResultDoesNotExist):
         default_task_backend.get_result(result_id)

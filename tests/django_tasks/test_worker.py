@@ -126,8 +126,12 @@ def test_max_retries_runs_a_failing_task_again_and_keeps_every_error(
     worker_factory: Callable[..., WorkerProcess], pool: str, tmp_path: Path
 ) -> None:
     queue = unique_queue("dt")
-    worker_factory("--pool", pool, "-c", "2", "-Q", queue)
-    result = tasks.fail_until.using(queue_name=queue).enqueue(str(tmp_path), 3)
+    signal_log = tmp_path / "signals.log"
+    env = {"DJWORKER_TEST_SIGNAL_LOG": str(signal_log)}
+    worker_factory("--pool", pool, "-c", "2", "-Q", queue, env=env)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    result = tasks.fail_until.using(queue_name=queue).enqueue(str(runs), 3)
     finished(result)
 
     assert (result.status, result.return_value, result.attempts) == (
@@ -137,15 +141,19 @@ def test_max_retries_runs_a_failing_task_again_and_keeps_every_error(
     )
     assert [e.exception_class_path for e in result.errors] == ["builtins.ConnectionError"] * 2
     assert result.started_at < result.last_attempted_at
+    # Each run starts once; the call finishes once, after its last run.
+    sent = [(line[0], line[2]) for line in signal_lines(signal_log) if line[3] == result.id]
+    assert sent == [("task_started", "RUNNING")] * 3 + [("task_finished", "SUCCESSFUL")]
 
 
+@pytest.mark.parametrize("pool", POOLS)
 def test_a_worker_killed_mid_task_leaves_no_result_running(
-    worker_factory: Callable[..., WorkerProcess], tmp_path: Path
+    worker_factory: Callable[..., WorkerProcess], pool: str, tmp_path: Path
 ) -> None:
     queue = unique_queue("dt")
     # A short lease, so the killed worker's message comes back within the test.
     env = {"DJWORKER_BROKER_TRANSPORT_OPTIONS": json.dumps({"visibility_timeout": 3})}
-    first = worker_factory("--pool", "threads", "-c", "1", "-Q", queue, env=env)
+    first = worker_factory("--pool", pool, "-c", "1", "-Q", queue, env=env)
     marker = tmp_path / "started"
     result = tasks.block_until_killed.using(queue_name=queue).enqueue(str(marker))
     wait_for(marker.exists, timeout_s=30, what="the first run to start")
@@ -154,7 +162,7 @@ def test_a_worker_killed_mid_task_leaves_no_result_running(
     assert result.status == TaskResultStatus.RUNNING
     first_start = result.started_at
 
-    worker_factory("--pool", "threads", "-c", "1", "-Q", queue, env=env)
+    worker_factory("--pool", pool, "-c", "1", "-Q", queue, env=env)
     finished(result)
     assert (result.status, result.return_value, result.attempts) == (
         TaskResultStatus.SUCCESSFUL,
@@ -340,3 +348,25 @@ def test_a_task_whose_module_no_longer_imports_fails_with_the_import_error(
     assert 'framework_lost.py", line' in error.traceback
     assert after.return_value == 42
     assert worker.process is not None and worker.process.poll() is None
+
+
+def test_the_demo_command_enqueues_a_django_task_a_worker_runs(
+    worker_factory: Callable[..., WorkerProcess],
+) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from example_project.demo import tasks as demo_tasks
+
+    out = StringIO()
+    call_command("enqueue_demo", "1", stdout=out)
+    [line] = [line for line in out.getvalue().splitlines() if "django.tasks task" in line]
+    result_id = line.split("result id ")[1].split(",")[0]
+    greeting = demo_tasks.greet.get_result(result_id)
+    worker_factory("--pool", "threads", "-c", "4", "-Q", "default")
+    finished(greeting)
+    assert (greeting.status, greeting.return_value) == (
+        TaskResultStatus.SUCCESSFUL,
+        "hello, djworker",
+    )
