@@ -3,6 +3,7 @@
     python -m benchmarks.compare                # 3 repeats of everything (about 15 min)
     python -m benchmarks.compare --quick        # a smoke run: 1 repeat, few tasks
     python -m benchmarks.compare --only djworker-redis,celery --pools threads
+    python -m benchmarks.compare --only djworker-redis,djworker-db --baseline v0.1  # before/after
 
 Within a repeat, every (broker, pool) cell runs its implementations back to back, starting
 with a different one each repeat (A B, B A, A B...), so slow drifts of the machine's load hit
@@ -16,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -35,7 +37,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tasks", type=int, help="no-ops per run (default 2000)")
     parser.add_argument("--probes", type=int, help="latency probes per run (default 200)")
     parser.add_argument("--probe-rate", type=float, default=100.0, help="probes per second")
-    parser.add_argument("--bulk", type=int, help="no-ops per bulk publish (default 5000; 0: off)")
+    parser.add_argument(
+        "--bulk",
+        type=int,
+        help="no-ops per bulk publish, on the threads runs (default 5000; 0: off)",
+    )
     parser.add_argument("--deadline", type=float, default=180.0, help="seconds a drain may take")
     parser.add_argument(
         "--only",
@@ -50,6 +56,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="PostgreSQL server; its database name prefixes each implementation's database",
     )
     parser.add_argument("--redis-port", type=int, default=6390, help="port of the private Redis")
+    parser.add_argument(
+        "--baseline",
+        metavar="GIT_REF",
+        help="also run djworker as it was at this git ref, next to the checkout's, on both brokers",
+    )
     parser.add_argument("--out", type=Path, help="output folder (default benchmark-results/UTC)")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -65,6 +76,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def plan(args: argparse.Namespace) -> list[tuple[int, implementations.Implementation, str]]:
     """(repeat, implementation, pool) in the order they run: interleaved, rotated per repeat."""
     chosen = implementations.by_names(args.only)
+    if args.baseline:
+        source = extract_baseline(args.baseline, args.out / "baseline")
+        references = {i.broker for i in chosen if i in implementations.REFERENCE.values()}
+        chosen += tuple(
+            i for i in implementations.baselines(args.baseline, source) if i.broker in references
+        )
     pools = [pool for pool in implementations.POOLS if pool in args.pools.split(",")]
     brokers = [b for b in implementations.BROKERS if b in args.brokers.split(",")]
     runs = []
@@ -77,15 +94,32 @@ def plan(args: argparse.Namespace) -> list[tuple[int, implementations.Implementa
     return runs
 
 
+def extract_baseline(ref: str, folder: Path) -> str:
+    """``djworker/`` as it was at git ``ref``, in ``folder``; returns the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", ref, "djworker"], cwd=ROOT, capture_output=True
+    )
+    if archive.returncode:
+        raise SystemExit(f"--baseline {ref}: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return str(folder)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
     runs = plan(args)
     if not runs:
         print("nothing to run: check --only, --pools and --brokers", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     services = Services(args.database_url, args.redis_port)
-    settings = run.Settings(args.tasks, args.probes, args.probe_rate, args.bulk, args.deadline)
+    pools = args.pools.split(",")
+    bulk_pool = "threads" if "threads" in pools else pools[0]
+    settings = run.Settings(
+        args.tasks, args.probes, args.probe_rate, args.bulk, bulk_pool, args.deadline
+    )
     meta = machine(args)
     (args.out / "meta.json").write_text(json.dumps(meta, indent=2))
     print(f"{len(runs)} runs; output in {args.out}", flush=True)
@@ -141,6 +175,10 @@ def machine(args: argparse.Namespace) -> dict[str, Any]:
         "probe_rate": args.probe_rate,
         "bulk": args.bulk,
         "conn_max_age": 0,
+        "djworker_commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip(),
+        "baseline": args.baseline,
     }
 
 

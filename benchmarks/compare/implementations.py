@@ -7,7 +7,7 @@ private server.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 #: the pools in the order the tables and plots show them, with the concurrency every
 #: implementation gets on each (a no-op gains nothing from more; gevent needs some to overlap)
@@ -19,6 +19,9 @@ BROKERS = ("redis", "database")
 @dataclass(frozen=True)
 class Implementation:
     name: str
+    #: how its processes are started and called: djworker, djworker-django-tasks, celery, huey
+    #: or django-tasks-db (what ``client.py`` and ``workers.py`` switch on)
+    kind: str
     #: the broker group it runs in, one of ``BROKERS``
     broker: str
     #: the pools it runs on (what the peer has; its own name for each is in workers.py)
@@ -29,19 +32,29 @@ class Implementation:
     redis_db: int | None
     #: what the Markdown table calls it
     label: str
+    #: a folder to put first on its processes' ``PYTHONPATH`` (another djworker's source)
+    source: str | None = None
+
+    @property
+    def tables(self) -> str:
+        """Whose tables hold its results: djworker, celery, huey or tasksdb."""
+        return {"djworker-django-tasks": "djworker", "django-tasks-db": "tasksdb"}.get(
+            self.kind, self.kind
+        )
 
 
 DJWORKER_REDIS = Implementation(
-    "djworker-redis", "redis", tuple(POOLS), "djworker", 0, "djworker (redis://)"
+    "djworker-redis", "djworker", "redis", tuple(POOLS), "djworker", 0, "djworker (redis://)"
 )
 CELERY = Implementation(
-    "celery", "redis", tuple(POOLS), "celery", 1, "Celery 5.7 + django-celery-results"
+    "celery", "celery", "redis", tuple(POOLS), "celery", 1, "Celery 5.7 + django-celery-results"
 )
 DJWORKER_DATABASE = Implementation(
-    "djworker-db", "database", tuple(POOLS), "djworker", None, "djworker (django://)"
+    "djworker-db", "djworker", "database", tuple(POOLS), "djworker", None, "djworker (django://)"
 )
 #: django.tasks through djworker.backend.WorkerBackend, on django:// like the native run
 DJWORKER_DJANGO_TASKS = Implementation(
+    "djworker-django-tasks",
     "djworker-django-tasks",
     "database",
     ("threads",),
@@ -50,10 +63,16 @@ DJWORKER_DJANGO_TASKS = Implementation(
     "django.tasks via WorkerBackend (django://)",
 )
 #: huey has no solo pool: its one-thread consumer (-k thread -w 1) stands in for it
-HUEY = Implementation("huey", "database", tuple(POOLS), "huey", None, "huey PostgresHuey")
+HUEY = Implementation("huey", "huey", "database", tuple(POOLS), "huey", None, "huey PostgresHuey")
 #: db_worker runs one task at a time in one process: the solo pool only
 TASKS_DB = Implementation(
-    "django-tasks-db", "database", ("solo",), "tasksdb", None, "django-tasks-db db_worker"
+    "django-tasks-db",
+    "django-tasks-db",
+    "database",
+    ("solo",),
+    "tasksdb",
+    None,
+    "django-tasks-db db_worker",
 )
 
 ALL = (DJWORKER_REDIS, CELERY, DJWORKER_DATABASE, HUEY, TASKS_DB, DJWORKER_DJANGO_TASKS)
@@ -62,6 +81,36 @@ BY_NAME = {implementation.name: implementation for implementation in ALL}
 REFERENCE = {"redis": DJWORKER_REDIS, "database": DJWORKER_DATABASE}
 #: the peers that need the bench extra (the djworker ones need only djworker's own extras)
 PEERS = (CELERY, HUEY, TASKS_DB)
+#: the Redis database of a baseline djworker (``--baseline``)
+BASELINE_REDIS_DB = 2
+
+
+def baselines(ref: str, source: str) -> tuple[Implementation, ...]:
+    """djworker at git ``ref`` (its ``djworker/`` extracted to ``source``) on both brokers.
+
+    It has a database of its own, migrated by its own migrations, and runs next to the
+    checkout's djworker in every cell, so a change's before and after come from one run.
+    Registered in ``BY_NAME``, so the report finds its label.
+    """
+    found = (
+        replace(
+            DJWORKER_REDIS,
+            name="djworker-redis@base",
+            database="djworker_baseline",
+            redis_db=BASELINE_REDIS_DB,
+            label=f"djworker at {ref} (redis://)",
+            source=source,
+        ),
+        replace(
+            DJWORKER_DATABASE,
+            name="djworker-db@base",
+            database="djworker_baseline",
+            label=f"djworker at {ref} (django://)",
+            source=source,
+        ),
+    )
+    BY_NAME.update((implementation.name, implementation) for implementation in found)
+    return found
 
 
 def by_names(names: str) -> tuple[Implementation, ...]:

@@ -27,7 +27,7 @@ FINISHED_SQL = {
 
 
 def finished(conn: psycopg.Connection[Any], implementation: Implementation) -> int:
-    row = conn.execute(FINISHED_SQL[implementation.database]).fetchone()  # type: ignore[arg-type]
+    row = conn.execute(FINISHED_SQL[implementation.tables]).fetchone()  # type: ignore[arg-type]
     return int(row[0]) if row else 0
 
 
@@ -51,7 +51,7 @@ def locate(
             where.append("in the broker queue")
         if any(task_id in text for text in reserved):
             where.append("reserved by a worker, not acknowledged")
-        if implementation.database == "huey" and not where:
+        if implementation.tables == "huey" and not where:
             where.append("taken from the queue (huey deletes it then), no result")
         where.append(f"result row {row}" if row else "no result row")
         places[task_id] = "; ".join(where)
@@ -70,7 +70,7 @@ def summary(places: dict[str, str], shown: int = 20) -> str:
 def _result_status(
     conn: psycopg.Connection[Any], implementation: Implementation, ids: list[str]
 ) -> dict[str, str]:
-    if implementation.database == "huey":
+    if implementation.tables == "huey":
         rows = conn.execute("select key from huey_kv where key = any(%s)", [ids]).fetchall()
         return {key: "stored" for (key,) in rows}
     sql = {
@@ -79,7 +79,7 @@ def _result_status(
         " where task_id = any(%s)",
         "tasksdb": "select id::text, status from django_tasks_database_dbtaskresult"
         " where id::text = any(%s)",
-    }[implementation.database]
+    }[implementation.tables]
     return {str(task_id): str(status) for task_id, status in conn.execute(sql, [ids])}  # type: ignore[arg-type]
 
 
@@ -99,14 +99,14 @@ def _broker_places(
         ]
         reserved = [_readable(item) for item in broker.hvals("unacked")]
         return queued, reserved
-    if implementation.database == "djworker":
+    if implementation.tables == "djworker":
         rows = conn.execute(
             "select payload, lease <> '' or visible_at > now() from djworker_queuemessage"
             " where queue = %s",
             [queue],
         ).fetchall()
         return [p for p, leased in rows if not leased], [p for p, leased in rows if leased]
-    if implementation.database == "huey":
+    if implementation.tables == "huey":
         rows = conn.execute("select data from huey_task where queue = %s", [queue]).fetchall()
         return [bytes(data).decode("latin-1") for (data,) in rows], []
     return [], []  # django-tasks-db: the row is the queue; its status says it all

@@ -109,7 +109,8 @@ def _header(records: list[Record], meta: dict[str, Any]) -> str:
         f" {meta.get('tasks')} no-ops and {meta.get('probes')} probes at"
         f" {meta.get('probe_rate'):.0f}/s per run, results stored in PostgreSQL,"
         f" `CONN_MAX_AGE=0`; {meta.get('cpus')} CPUs, load average {load} during the runs;"
-        f" {versions}. Figures: median (min{RANGE}max) over the repeats; a ratio is taken within"
+        f" {versions}; djworker at {meta.get('djworker_commit') or '?'}."
+        f" Figures: median (min{RANGE}max) over the repeats; a ratio is taken within"
         " each repeat, then the same."
     )
 

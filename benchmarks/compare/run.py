@@ -6,8 +6,9 @@
    CPU of the worker's whole process group over the same span.
 3. Into the now idle worker, the client sends ``probes`` latency probes paced at
    ``probe_rate`` per second; each writes its call-to-start wait to the sink.
-4. The worker is stopped; the client publishes ``bulk`` no-ops at once, where the
-   implementation has a bulk API (nothing consumes them: the next run empties the tables).
+4. The worker is stopped; on one pool (``bulk_pool``), the client publishes ``bulk`` no-ops at
+   once, where the implementation has a bulk API (nothing consumes them: the next run empties
+   the tables).
 
 Every phase has a deadline. A phase that misses it fails the run, which then records and prints
 which task ids never finished and where each one sits.
@@ -46,6 +47,8 @@ class Settings:
     probes: int
     probe_rate: float
     bulk: int
+    #: the pool whose runs also time the bulk publish (it does not depend on the pool)
+    bulk_pool: str
     #: seconds the drain may take before the run counts as stalled
     deadline_s: float
 
@@ -82,7 +85,7 @@ def execute(
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     client = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.compare.client", implementation.name],
+        [sys.executable, "-m", "benchmarks.compare.client", implementation.kind],
         cwd=ROOT,
         env=env,
         stdin=subprocess.PIPE,
@@ -117,7 +120,7 @@ def execute(
             print(f"  FAILED {run_id}: {failure}\n{progress.summary(places)}", flush=True)
         record["worker_exit"] = workers.stop(worker)
         worker = None
-        if record["status"] == "ok" and settings.bulk:
+        if record["status"] == "ok" and settings.bulk and pool == settings.bulk_pool:
             answer = _ask(client, {"op": "bulk", "count": settings.bulk}, 300)
             if not answer.get("unsupported"):
                 record["bulk_tasks_per_s"] = round(settings.bulk / answer["seconds"], 1)

@@ -94,7 +94,7 @@ def django_env(services: Services, implementation: Implementation) -> dict[str, 
     """The environment of a process of ``implementation``: worker, client or migrate."""
     env = {
         **os.environ,
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": os.pathsep.join(filter(None, (implementation.source, str(ROOT)))),
         "PYTHONUNBUFFERED": "1",
         "DJANGO_SETTINGS_MODULE": "benchmarks.peers.settings",
         "DATABASE_URL": services.dsn(implementation.database),
@@ -120,7 +120,7 @@ def prepare_database(services: Services, implementation: Implementation) -> None
     with psycopg.connect(admin_dsn, autocommit=True) as admin:
         if not admin.execute("select 1 from pg_database where datname = %s", [name]).fetchone():
             admin.execute(f'create database "{name}"')
-    if implementation.database == "huey":
+    if implementation.tables == "huey":
         # PostgresHuey creates its tables when it is first built.
         command = [sys.executable, "-c", "import benchmarks.peers.huey_app"]
     else:
@@ -133,7 +133,7 @@ def reset(services: Services, implementation: Implementation) -> None:
     with psycopg.connect(services.dsn(implementation.database), autocommit=True) as conn:
         tables = [
             table
-            for table in TABLES[implementation.database]
+            for table in TABLES[implementation.tables]
             if conn.execute("select to_regclass(%s)", [table]).fetchone()[0] is not None  # type: ignore[index]
         ]
         if tables:

@@ -31,19 +31,19 @@ HUEY_WORKER_TYPES = {
 
 def command(implementation: Implementation, pool: str, queue: str) -> list[str]:
     concurrency = str(POOLS[pool])
-    if implementation.name == "celery":
+    if implementation.kind == "celery":
         return [
             *(sys.executable, "-m", "celery", "-A", "benchmarks.peers.celery_app", "worker"),
             *("-P", pool, "-c", concurrency, "-Q", queue, "-l", "WARNING"),
             *("-n", f"{queue}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"),
         ]
-    if implementation.name == "huey":
+    if implementation.kind == "huey":
         return [
             *(sys.executable, "-m", "benchmarks.peers.huey_consumer"),
             *("benchmarks.peers.huey_app.huey", "-k", HUEY_WORKER_TYPES[pool]),
             *("-w", concurrency, "-l", os.devnull),
         ]
-    if implementation.name == "django-tasks-db":
+    if implementation.kind == "django-tasks-db":
         return [
             *(sys.executable, "-m", "django", "db_worker", "--queue-name", queue),
             *("--backend", "tasksdb", "--interval", "0.05", "--no-startup-delay", "--no-reload"),
