@@ -18,6 +18,9 @@ from typing import Any
 
 from djworker import bounds
 from djworker.broker_conf import parse_broker_url, parse_transport_options, shorten
+from djworker.concurrency import custom_pools, profile_pool_error
+from djworker.concurrency.registry import builtin_class_of
+from djworker.concurrency.settings_check import check_settings, field_name
 from djworker.exceptions import ConfigurationError
 from djworker.option_values import (
     DEFAULT_RESULT_CLEANUP_INTERVAL_S,
@@ -248,8 +251,6 @@ def read_settings(djworker_settings: Mapping[str, Any] | None = None) -> dict[st
         if "MAX_CONCURRENCY" in djworker_settings:
             parsed["max_concurrency"] = bounds.max_concurrency(djworker_settings)
         if "CUSTOM_POOLS" in djworker_settings:
-            from djworker.concurrency import custom_pools
-
             parsed["custom_pools"] = custom_pools(djworker_settings)
         if "RESULT_EXPIRES" in djworker_settings:
             parsed["result_expires_s"] = parse_expiry(
@@ -315,9 +316,9 @@ def load_config(
             sources[key] = layer
     del sources["sources"]
     resolved = WorkerSettings(config_name=config_name, sources=sources, **values)
-    check_time_limits(resolved)
     check_sizes(resolved)
     check_profile_pool(resolved)
+    check_pool_settings(resolved)
     from djworker import nodename
 
     expanded = nodename.expand(resolved.hostname or nodename.DEFAULT_TEMPLATE)
@@ -353,36 +354,30 @@ def check_profile_pool(config: WorkerSettings) -> None:
     """
     if config.sources.get("pool") != ADMIN:
         return
-    from djworker.concurrency import profile_pool_error
-
     if error := profile_pool_error(config.pool, allowed=config.custom_pools):
         raise ConfigurationError(f"profile {config.config_name!r}: {error}")
 
 
-def check_time_limits(config: WorkerSettings) -> None:
-    """Refuse a soft limit at or above the hard one: the hard kill would always come first."""
-    hard, soft = config.time_limit_s, config.soft_time_limit_s
-    if hard is None or soft is None or soft < hard:
-        return
-    where = {
-        name: f"{OPTIONS_BY_FIELD[name].cli_flag} {value:g} s from {config.sources.get(name)}"
-        for name, value in (("time_limit_s", hard), ("soft_time_limit_s", soft))
-    }
-    raise ConfigurationError(
-        f"the soft time limit must be below the hard one; got {where['soft_time_limit_s']} "
-        f"and {where['time_limit_s']}: lower the soft limit, raise the hard one, or unset one"
+def check_pool_settings(config: WorkerSettings) -> None:
+    """The one pool-settings check (``check_settings``), for the pool the layers name.
+
+    A built-in pool's rules are checked here, before any worker starts; a custom pool's class
+    is imported only by the worker, which checks it again with the class.
+    """
+    check_settings(
+        builtin_class_of(config.pool), config, spell=lambda field: spelled(config, field)
     )
 
 
 def spelled(config: WorkerSettings, field: str) -> str:
-    """The option ``field`` as the layer that set it spells it, for error messages."""
+    """The option ``field`` as the layer that set it spells it, for error messages (an option
+    no layer set is named by its command-line flag)."""
     option, layer = OPTIONS_BY_FIELD[field], config.sources.get(field, DEFAULT)
     return {
-        CLI: option.cli_flag,
         ENV: option.env_var,
         SETTINGS: f"settings.DJWORKER[{option.settings_key!r}]",
-        ADMIN: f"{field.removesuffix('_s')} of profile {config.config_name!r}",
-    }.get(layer, field)
+        ADMIN: f"{field_name(field)} of profile {config.config_name!r}",
+    }.get(layer, option.cli_flag)
 
 
 def explain(config: WorkerSettings) -> list[tuple[str, Any, str]]:

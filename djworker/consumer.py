@@ -28,7 +28,7 @@ from djworker.conf import WorkerSettings
 from djworker.delivery import Delivery, refuse, reject_undecodable
 from djworker.exceptions import ConfigurationError, InvalidMessage, TaskExpired, UnknownTask
 from djworker.held import HeldMessages
-from djworker.job import Job, Limits, Outcome, OutcomeKind
+from djworker.job import Job, Limits, Outcome, OutcomeKind, soft_limit_below_hard
 from djworker.log_safety import get_logger
 from djworker.message import Envelope
 from djworker.stalls import StallWatch
@@ -495,7 +495,7 @@ class Consumer:
         soft = (
             envelope.get("soft_time_limit") or task.soft_time_limit or self.config.soft_time_limit_s
         )
-        if hard and soft and soft >= hard:
+        if not soft_limit_below_hard(soft_s=soft, hard_s=hard):
             soft = None  # the hard limit comes first; a later soft limit could never fire
         return Limits(soft_s=soft, hard_s=hard)
 

@@ -33,6 +33,7 @@ from djworker.autoscale import Autoscaler, Load
 from djworker.broker import redact_url
 from djworker.busy import retry_when_busy
 from djworker.concurrency import resolve_pool
+from djworker.concurrency.settings_check import check_settings
 from djworker.control_commands import control_action
 from djworker.exceptions import ConfigurationError
 from djworker.expiry import ExpirySweeper
@@ -219,31 +220,7 @@ class ControlPlane:
         new = new.replace(hostname=old.hostname)
         same_kind = new.pool == old.pool
         pool_class = type(self.worker.pool) if same_kind else resolve_pool(new.pool)
-        if new.autoscale and not pool_class.supports_autoscale:
-            raise ConfigurationError(
-                f"autoscale is not available with the {new.pool} pool; use one of "
-                "threads, prefork, gevent or eventlet"
-            )
-        if (new.max_tasks_per_child or new.max_memory_per_child_kib) and not (
-            pool_class.supports_recycling
-        ):
-            raise ConfigurationError(
-                f"the {new.pool} pool does not recycle its slots; max_tasks_per_child and "
-                "max_memory_per_child need the prefork pool"
-            )
-        pool_class.refuse_unenforced_time_limits(
-            hard_s=new.time_limit_s,
-            soft_s=new.soft_time_limit_s,
-            where={
-                "hard": conf.spelled(new, "time_limit_s"),
-                "soft": conf.spelled(new, "soft_time_limit_s"),
-            },
-        )
-        if pool_class.fixed_size and new.concurrency not in (None, pool_class.fixed_size):
-            raise ConfigurationError(
-                f"the {new.pool} pool has exactly {pool_class.fixed_size} slot(s); "
-                f"concurrency {new.concurrency} is not possible"
-            )
+        check_settings(pool_class, new, spell=lambda field: conf.spelled(new, field))
         return new
 
     def apply(self, new: conf.WorkerSettings, revision: int) -> str:

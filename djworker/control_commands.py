@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from djworker import bounds
+from djworker.concurrency.registry import pools_with, spoken
 from djworker.exceptions import ConfigurationError
 from djworker.models import CommandAction, ControlCommand
 from djworker.running_worker import RunningWorker
@@ -80,7 +81,7 @@ def _resize_command(worker: RunningWorker, command: ControlCommand, *, sign: int
     if not worker.pool.supports_autoscale:
         raise ConfigurationError(
             f"the {worker.pool.describe()} pool cannot change its size; "
-            "use threads, prefork, gevent or eventlet"
+            f"use {spoken(pools_with('supports_autoscale'))}"
         )
     return worker.call_soon(lambda: resize_by(worker, sign * n))
 
@@ -123,7 +124,7 @@ def terminate(worker: RunningWorker, command: ControlCommand) -> Future[str]:
     if not worker.pool.supports_terminate:
         raise ConfigurationError(
             f"the {worker.pool.describe()} pool cannot terminate a running task; "
-            "prefork, gevent and eventlet can"
+            f"{spoken(pools_with('supports_terminate'), 'and')} can"
         )
     task_id = command.task_id
 

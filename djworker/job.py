@@ -69,3 +69,9 @@ class Outcome:
     requeue: bool = False
     reject: bool = False
     detail: str = ""
+
+
+def soft_limit_below_hard(*, soft_s: float | None, hard_s: float | None) -> bool:
+    """The time-limit rule: a soft limit must be below the hard one, or the hard kill would
+    always come first and the soft limit could never fire. Unset (or 0) limits pass."""
+    return not (soft_s and hard_s and soft_s >= hard_s)

@@ -16,6 +16,7 @@ from django.utils import timezone
 from djworker import message
 from djworker.conf import DEFAULT_QUEUE
 from djworker.exceptions import ConfigurationError, UnknownTask
+from djworker.job import soft_limit_below_hard
 from djworker.log_safety import get_logger
 from djworker.message import Envelope
 from djworker.option_values import parse_queues
@@ -109,7 +110,7 @@ class Task(Generic[P, R]):
         self.redact_args = redact_args
         self.time_limit = _check_seconds(time_limit, "time_limit", self.name)
         self.soft_time_limit = _check_seconds(soft_time_limit, "soft_time_limit", self.name)
-        if self.time_limit and self.soft_time_limit and self.soft_time_limit >= self.time_limit:
+        if not soft_limit_below_hard(soft_s=self.soft_time_limit, hard_s=self.time_limit):
             raise ConfigurationError(
                 f"task {self.name!r}: soft_time_limit ({self.soft_time_limit}) must be below "
                 f"time_limit ({self.time_limit})"

@@ -22,8 +22,9 @@ from django.db import close_old_connections, connections
 
 from djworker import __version__, broker_durability, green, nodename, signals
 from djworker.broker import Broker, redact_url, set_broker
-from djworker.concurrency import GREEN_POOLS, resolve_pool
+from djworker.concurrency import resolve_pool
 from djworker.concurrency.base import BasePool
+from djworker.concurrency.settings_check import check_settings
 from djworker.conf import DEFAULT, WorkerSettings, explain, spelled
 from djworker.consumer import Consumer
 from djworker.control import ControlPlane
@@ -146,19 +147,7 @@ class Worker:
             url=config.broker_url, transport_options=config.broker_transport_options
         )
         self.pool_class = resolve_pool(config.pool)
-        if config.autoscale and not self.pool_class.supports_autoscale:
-            raise ConfigurationError(
-                f"--autoscale is not available with --pool={config.pool}: that pool cannot "
-                "change its size while running; use --pool=threads, prefork, gevent or eventlet"
-            )
-        self.pool_class.refuse_unenforced_time_limits(
-            hard_s=config.time_limit_s,
-            soft_s=config.soft_time_limit_s,
-            where={
-                "hard": spelled(config, "time_limit_s"),
-                "soft": spelled(config, "soft_time_limit_s"),
-            },
-        )
+        check_settings(self.pool_class, config, spell=lambda field: spelled(config, field))
         self.pool: BasePool = self._make_pool(
             config.initial_pool_size(fixed_size=self.pool_class.fixed_size)
         )
@@ -369,7 +358,8 @@ class Worker:
         self.control.stop()
         self.consumer.close()
         connections.close_all()
-        green.exec_worker(sys.argv, patch_for=pool if pool in GREEN_POOLS else None)
+        pool_class = resolve_pool(pool)
+        green.exec_worker(sys.argv, patch_for=pool_class.alias if pool_class.is_green else None)
 
     def apply_settings(self, new: WorkerSettings) -> list[str]:
         """Switch to ``new`` settings, changing only what differs; returns the pool changes.
@@ -381,11 +371,12 @@ class Worker:
         old = self.config
         self.config = self.consumer.config = new
         done: list[str] = []
-        if new.pool != old.pool and (
-            {new.pool, old.pool} & GREEN_POOLS or resolve_pool(new.pool).uses_processes
-        ):
+        # Classes, not names, decide: an alias (processes for prefork) is the same pool.
+        new_class = resolve_pool(new.pool)
+        pool_changed = new_class is not type(self.pool)
+        if pool_changed and (new_class.is_green or self.pool.is_green or new_class.uses_processes):
             self.restart_process()
-        if new.pool != old.pool:
+        if pool_changed:
             self.replace_pool()
             done.append(f"pool {old.pool}→{new.pool}")
         elif (new.concurrency, new.autoscale) != (old.concurrency, old.autoscale):

@@ -17,7 +17,8 @@ from django import forms
 from django.utils.html import format_html
 
 from djworker import conf, option_values
-from djworker.concurrency import PROFILE_POOLS
+from djworker.concurrency import POOLS, PROFILE_POOLS
+from djworker.concurrency.registry import canonical
 from djworker.exceptions import ConfigurationError
 from djworker.models import Worker, WorkerConfig, WorkerState
 
@@ -28,10 +29,10 @@ POOL_GUIDE = {
     "core, and a crash takes down one child, not the worker",
     "gevent": "gevent: many waits on the network (HTTP calls, e-mail, webhooks); hundreds of "
     "slots cost a few KiB each",
-    "eventlet": "eventlet: as gevent, for projects already built on eventlet (deprecated "
-    "upstream; new projects use gevent)",
     "threads": "threads: a few blocking calls (the database, some network); 4 to 16 slots",
     "solo": "solo: one task at a time in the main thread; debugging, one-task containers",
+    "eventlet": "eventlet: as gevent, for projects already built on eventlet (deprecated "
+    "upstream; new projects use gevent)",
 }
 POOLS_DOC = "docs/pools.md"
 #: profile field -> the ``WorkerSettings`` field it sets
@@ -77,10 +78,13 @@ def inherited() -> dict[str, str]:
 
 
 def pool_choices(current: str) -> list[tuple[str, str]]:
-    choices = [(name, POOL_GUIDE[name]) for name in ("prefork", "gevent", "threads", "solo")]
-    choices.append(("eventlet", POOL_GUIDE["eventlet"]))
-    if current == "processes":  # the alias a profile may hold; offered so a save keeps it
-        choices.append(("processes", "processes: the same as prefork"))
+    """Every registered pool under its own name, the guide's first (in its order); an alias
+    only when the profile holds it, so a save keeps it."""
+    own_names = [name for name in POOL_GUIDE if name in POOLS]
+    own_names += [name for name in POOLS if name not in own_names and canonical(name) == name]
+    choices = [(name, POOL_GUIDE.get(name, name)) for name in own_names]
+    if current in POOLS and canonical(current) != current:
+        choices.append((current, f"{current}: the same as {canonical(current)}"))
     choices.append((CUSTOM, "a custom pool class listed in settings.DJWORKER['CUSTOM_POOLS']"))
     return choices
 

@@ -26,9 +26,9 @@ from django.utils import timezone
 
 from djworker import overview, permissions
 from djworker.concurrency import POOLS
+from djworker.concurrency.registry import aliases_with
 from djworker.control_commands import ADMIN_ACTIONS
 from djworker.models import ControlCommand, Worker
-from djworker.models.workers import AUTOSCALE_POOLS
 
 #: seconds between two refreshes of the worker page's panel
 REFRESH_INTERVAL_S = 2
@@ -96,7 +96,8 @@ class WorkerPageMixin:
             "sized_actions": SIZED_ACTIONS,
             # a built-in pool that cannot change its size (solo) gets no grow or shrink button;
             # a custom pool's worker answers for itself
-            "resizable": worker.pool in AUTOSCALE_POOLS or worker.pool not in POOLS,
+            "resizable": worker.pool in aliases_with("supports_autoscale")
+            or worker.pool not in POOLS,
             "control_url": reverse("admin:djworker_worker_control", args=[worker.pk]),
             "live_url": reverse("admin:djworker_worker_live", args=[worker.pk]),
             "refresh_interval_ms": REFRESH_INTERVAL_S * 1000,

@@ -15,22 +15,21 @@ from collections.abc import Mapping
 from typing import Any
 
 from djworker.concurrency.base import BasePool
+from djworker.concurrency.registry import POOLS, PROFILE_POOLS
+
+__all__ = [
+    "POOLS",
+    "PROFILE_POOLS",
+    "check_pool_class",
+    "custom_pools",
+    "installed_pool_choices",
+    "pool_choices",
+    "profile_pool_error",
+    "resolve_pool",
+]
 from djworker.exceptions import ConfigurationError, PoolNotAvailable
 
-#: alias -> (dotted path, the package it needs or "", what to ``pip install`` to get that package)
-POOLS: dict[str, tuple[str, str, str]] = {
-    "solo": ("djworker.concurrency.solo:SoloPool", "", ""),
-    "threads": ("djworker.concurrency.threads:ThreadPool", "", ""),
-    "prefork": ("djworker.concurrency.prefork:PreforkPool", "billiard", "billiard"),
-    "processes": ("djworker.concurrency.prefork:PreforkPool", "billiard", "billiard"),
-    "gevent": ("djworker.concurrency.gevent:GeventPool", "gevent", "djworker[gevent]"),
-    "eventlet": ("djworker.concurrency.eventlet:EventletPool", "eventlet", "djworker[eventlet]"),
-}
-
-GREEN_POOLS = frozenset({"gevent", "eventlet"})
 CUSTOM_POOL_ENV = "DJWORKER_CUSTOM_POOL"
-#: pools a profile may name besides the classes of ``settings.DJWORKER["CUSTOM_POOLS"]``
-PROFILE_POOLS = ("solo", "threads", "prefork", "processes", "gevent", "eventlet")
 CUSTOM_POOLS_SETTING = "settings.DJWORKER['CUSTOM_POOLS']"
 _DOTTED_CLASS = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*[:.][A-Za-z_]\w*")
 

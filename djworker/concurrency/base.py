@@ -15,41 +15,29 @@ import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager
-from typing import Any, ClassVar
+from typing import Any
 
 from djworker import bounds
+from djworker.concurrency.capabilities import PoolCapabilities
 from djworker.concurrency.executor import Executor
+from djworker.concurrency.settings_check import check_settings
 from djworker.exceptions import ConfigurationError, NotSupportedByPool
 from djworker.job import Job, Limits, Outcome
 
 OutcomeCallback = Callable[[Outcome], None]
+#: how the constructor's arguments are given on the command line, for its messages
+OPTION_FLAGS = {
+    "concurrency": "--concurrency",
+    "max_tasks_per_child": "--max-tasks-per-child",
+    "max_memory_per_child_kib": "--max-memory-per-child",
+}
 
 
-class BasePool(ABC):
-    """An execution pool: a number of slots, each running one job at a time."""
+class BasePool(PoolCapabilities, ABC):
+    """An execution pool: a number of slots, each running one job at a time.
 
-    #: the name used with ``--pool`` (custom pools may leave the class name)
-    alias: ClassVar[str] = ""
-    #: runs jobs on greenlets of a monkey-patched process
-    is_green: ClassVar[bool] = False
-    #: jobs run outside the main thread, so OS signals reach the worker promptly
-    signal_safe: ClassVar[bool] = True
-    #: jobs run in child processes
-    uses_processes: ClassVar[bool] = False
-    #: the only size this pool can have, if it has one (used when no concurrency is given)
-    fixed_size: ClassVar[int | None] = None
-    #: ``apply_async`` runs the job before returning (the consumer blocks meanwhile)
-    blocks_consumer: ClassVar[bool] = False
-    #: ``grow``/``shrink`` work, so ``--autoscale`` may be used
-    supports_autoscale: ClassVar[bool] = False
-    #: ``Job.limits.soft_s`` raises ``SoftTimeLimitExceeded`` inside the task
-    supports_soft_time_limit: ClassVar[bool] = False
-    #: ``Job.limits.hard_s`` stops the task and records ``TimeLimitExceeded``
-    supports_hard_time_limit: ClassVar[bool] = False
-    #: ``terminate_job`` stops a running task
-    supports_terminate: ClassVar[bool] = False
-    #: ``max_tasks_per_child`` / ``max_memory_per_child_kib`` replace slots
-    supports_recycling: ClassVar[bool] = False
+    Its capability flags (class attributes) are declared in ``PoolCapabilities``.
+    """
 
     def __init__(
         self,
@@ -64,52 +52,21 @@ class BasePool(ABC):
         if size < 1:
             raise ConfigurationError(f"pool size must be a positive integer; got {size!r}")
         bounds.check_size("pool size", size, max_size)
-        if (max_tasks_per_child or max_memory_per_child_kib) and not self.supports_recycling:
-            raise ConfigurationError(
-                f"the {self.describe()} pool does not recycle its slots; "
-                "--max-tasks-per-child and --max-memory-per-child need --pool=prefork"
-            )
+        check_settings(
+            type(self),
+            {
+                "concurrency": size,
+                "max_tasks_per_child": max_tasks_per_child,
+                "max_memory_per_child_kib": max_memory_per_child_kib,
+            },
+            spell=lambda field: OPTION_FLAGS.get(field, field),
+        )
         self.initial_size = size
         self.max_size = max_size
         self.on_outcome = on_outcome
         self.executor = executor
         self.max_tasks_per_child = max_tasks_per_child
         self.max_memory_per_child_kib = max_memory_per_child_kib
-
-    @classmethod
-    def describe(cls) -> str:
-        return cls.alias or f"{cls.__module__}:{cls.__qualname__}"
-
-    @classmethod
-    def limits(cls) -> dict[str, bool]:
-        """Which limits this pool enforces, by the name the banner gives them."""
-        return {
-            "soft time limit": cls.supports_soft_time_limit,
-            "hard time limit": cls.supports_hard_time_limit,
-            "max tasks/memory per child": cls.supports_recycling,
-        }
-
-    @classmethod
-    def refuse_unenforced_time_limits(
-        cls, *, hard_s: float | None, soft_s: float | None, where: dict[str, str]
-    ) -> None:
-        """Refuse a worker-wide time limit this pool would silently ignore.
-
-        ``where`` names, for each of ``"hard"`` and ``"soft"``, the option and the layer that
-        set it, for the message.
-        """
-        for kind, seconds, supported in (
-            ("hard", hard_s, cls.supports_hard_time_limit),
-            ("soft", soft_s, cls.supports_soft_time_limit),
-        ):
-            if seconds is not None and not supported:
-                enforced = [name for name, yes in cls.limits().items() if yes]
-                raise ConfigurationError(
-                    f"the {cls.describe()} pool cannot enforce a {kind} time limit "
-                    f"({where.get(kind, kind)} {seconds:g} s); it enforces "
-                    f"{', '.join(enforced) or 'no limit'}: unset it, or use a pool that "
-                    "enforces it (prefork, gevent or eventlet stop a task at its hard limit)"
-                )
 
     # -- lifecycle -------------------------------------------------------------------------
 

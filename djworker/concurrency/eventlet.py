@@ -11,10 +11,6 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
-import eventlet
-import eventlet.patcher
-from greenlet import GreenletExit
-
 from djworker.concurrency.green_pool import GreenPool, GreenRuntime
 from djworker.exceptions import PoolNotAvailable
 
@@ -22,30 +18,37 @@ from djworker.exceptions import PoolNotAvailable
 class EventletRuntime(GreenRuntime):
     """``GreenRuntime`` over eventlet."""
 
-    exit_exception = GreenletExit
+    def __init__(self) -> None:
+        # Imported when a pool is built, not with this module: the registry reads the pool's
+        # capability flags (for messages and the admin) in processes that never run it.
+        import eventlet
+        from greenlet import GreenletExit
+
+        self.eventlet = eventlet
+        self.exit_exception = GreenletExit
 
     def spawn(self, fn: Callable[..., None], *args: Any) -> Any:
-        return eventlet.spawn(fn, *args)
+        return self.eventlet.spawn(fn, *args)
 
     def kill(self, handle: Any) -> None:
         # GreenThread.kill switches into the victim; do it from the hub so the caller never
         # blocks and a slot may safely be killed from another slot.
-        eventlet.spawn_after(0, handle.kill)
+        self.eventlet.spawn_after(0, handle.kill)
 
     def call_later(self, seconds: float, fn: Callable[[], None]) -> Any:
-        return eventlet.spawn_after(seconds, fn)
+        return self.eventlet.spawn_after(seconds, fn)
 
     def cancel(self, timer: Any) -> None:
         timer.cancel()
 
     def timeout(self, seconds: float, exc: BaseException) -> AbstractContextManager[object]:
-        return eventlet.Timeout(seconds, exc)
+        return self.eventlet.Timeout(seconds, exc)
 
     def current(self) -> Any:
-        return eventlet.getcurrent()
+        return self.eventlet.getcurrent()
 
     def sleep(self, seconds: float) -> None:
-        eventlet.sleep(seconds)
+        self.eventlet.sleep(seconds)
 
     def is_alive(self, handle: Any) -> bool:
         return not handle.dead
@@ -58,6 +61,8 @@ class EventletPool(GreenPool):
     runtime_class = EventletRuntime
 
     def start(self) -> None:
+        import eventlet.patcher
+
         if not eventlet.patcher.is_monkey_patched("socket"):
             raise PoolNotAvailable(
                 "the eventlet pool needs an eventlet-patched process: start the worker with "

@@ -11,10 +11,6 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
-import gevent
-import gevent.monkey
-from greenlet import GreenletExit
-
 from djworker.concurrency.green_pool import GreenPool, GreenRuntime
 from djworker.exceptions import PoolNotAvailable
 
@@ -22,28 +18,35 @@ from djworker.exceptions import PoolNotAvailable
 class GeventRuntime(GreenRuntime):
     """``GreenRuntime`` over gevent."""
 
-    exit_exception = GreenletExit
+    def __init__(self) -> None:
+        # Imported when a pool is built, not with this module: the registry reads the pool's
+        # capability flags (for messages and the admin) in processes that never run it.
+        import gevent
+        from greenlet import GreenletExit
+
+        self.gevent = gevent
+        self.exit_exception = GreenletExit
 
     def spawn(self, fn: Callable[..., None], *args: Any) -> Any:
-        return gevent.spawn(fn, *args)
+        return self.gevent.spawn(fn, *args)
 
     def kill(self, handle: Any) -> None:
         handle.kill(block=False)
 
     def call_later(self, seconds: float, fn: Callable[[], None]) -> Any:
-        return gevent.spawn_later(seconds, fn)
+        return self.gevent.spawn_later(seconds, fn)
 
     def cancel(self, timer: Any) -> None:
         timer.kill(block=False)
 
     def timeout(self, seconds: float, exc: BaseException) -> AbstractContextManager[object]:
-        return gevent.Timeout(seconds, exc)
+        return self.gevent.Timeout(seconds, exc)
 
     def current(self) -> Any:
-        return gevent.getcurrent()
+        return self.gevent.getcurrent()
 
     def sleep(self, seconds: float) -> None:
-        gevent.sleep(seconds)
+        self.gevent.sleep(seconds)
 
     def is_alive(self, handle: Any) -> bool:
         return not handle.dead
@@ -56,6 +59,8 @@ class GeventPool(GreenPool):
     runtime_class = GeventRuntime
 
     def start(self) -> None:
+        import gevent.monkey
+
         if not gevent.monkey.is_module_patched("socket"):
             raise PoolNotAvailable(
                 "the gevent pool needs a gevent-patched process: start the worker with "

@@ -39,7 +39,7 @@ class GreenRuntime(ABC):
     """The few operations a green pool needs from gevent or eventlet."""
 
     #: the exception a kill raises inside the greenlet
-    exit_exception: ClassVar[type[BaseException]]
+    exit_exception: type[BaseException]
 
     @abstractmethod
     def spawn(self, fn: Callable[..., None], *args: Any) -> Any:

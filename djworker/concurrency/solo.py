@@ -13,7 +13,6 @@ from typing import Any
 
 from djworker.concurrency.base import BasePool
 from djworker.concurrency.timelimits import alarm_soft_limit
-from djworker.exceptions import ConfigurationError
 from djworker.job import Job, Limits
 
 
@@ -24,11 +23,7 @@ class SoloPool(BasePool):
     supports_soft_time_limit = True
 
     def __init__(self, *, size: int = 1, **kwargs: Any) -> None:
-        if size != 1:
-            raise ConfigurationError(
-                f"the solo pool runs one task at a time; --concurrency must be 1, got {size}"
-            )
-        super().__init__(size=1, **kwargs)
+        super().__init__(size=size, **kwargs)
         self._running: Job | None = None
 
     def start(self) -> None:

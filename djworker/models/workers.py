@@ -18,14 +18,21 @@ from django.db.models import F
 from django.utils import timezone
 
 from djworker import bounds
-from djworker.concurrency import PROFILE_POOLS, custom_pools, profile_pool_error
+from djworker.concurrency import custom_pools, profile_pool_error
+from djworker.concurrency.registry import builtin_class_of
+from djworker.concurrency.settings_check import field_name, settings_problems
 from djworker.exceptions import ConfigurationError
 from djworker.option_values import parse_queues
 
 #: fields that are a number of pool slots, each at most ``MAX_CONCURRENCY``
 SIZE_FIELDS = ("concurrency", "autoscale_min", "autoscale_max")
-#: pools that can change their size while running
-AUTOSCALE_POOLS = ("threads", "prefork", "processes", "gevent", "eventlet")
+#: the profile field each ``WorkerSettings`` field of a refused setting is shown on
+PROFILE_FIELD_OF = {
+    "autoscale": "pool",
+    "time_limit_s": "time_limit",
+    "soft_time_limit_s": "soft_time_limit",
+    "max_memory_per_child_kib": "max_memory_per_child",
+}
 #: a worker whose last heartbeat is older than this many intervals is shown as stale
 STALE_AFTER_INTERVALS = 3
 
@@ -41,7 +48,9 @@ class WorkerConfig(models.Model):
     pool = models.CharField(
         max_length=200,
         blank=True,
-        help_text=f"One of {', '.join(PROFILE_POOLS)}, or a custom pool class listed in "
+        # No list of pools here: a help text is part of the migrations, and the admin's form
+        # offers the registry's pools itself.
+        help_text="A built-in pool, or a custom pool class listed in "
         "settings.DJWORKER['CUSTOM_POOLS']. "
         "Changing it restarts the pool gracefully (running tasks finish).",
     )
@@ -144,24 +153,24 @@ class WorkerConfig(models.Model):
             errors["autoscale_min"] = (
                 f"The minimum ({low}) must not be above the maximum ({high}); allowed: 1 to {high}."
             )
-        if low is not None and pool == "solo":
-            errors["pool"] = (
-                "The solo pool runs one task at a time and cannot autoscale; "
-                f"use one of {', '.join(AUTOSCALE_POOLS)}, or clear the autoscale bounds."
-            )
-        if pool == "solo" and self.concurrency not in (None, 1):
-            errors["concurrency"] = f"The solo pool has exactly 1 slot; got {self.concurrency}."
-        if (
-            self.time_limit is not None
-            and self.soft_time_limit is not None
-            and self.soft_time_limit >= self.time_limit
-        ):
-            errors["time_limit"] = (
-                f"The hard time limit ({self.time_limit}s) must be above the soft limit "
-                f"({self.soft_time_limit}s)."
-            )
+        pool_class = builtin_class_of(pool) if "pool" not in errors else None
+        for problem in settings_problems(pool_class, self._checked_settings(), spell=field_name):
+            field = PROFILE_FIELD_OF.get(problem.field, problem.field)
+            errors.setdefault(field, problem.message[0].upper() + problem.message[1:] + ".")
         if errors:
             raise ValidationError(errors)
+
+    def _checked_settings(self) -> dict[str, Any]:
+        """The values ``check_settings`` reads, keyed by ``WorkerSettings`` field."""
+        low, high = self.autoscale_min, self.autoscale_max
+        return {
+            "concurrency": self.concurrency,
+            "autoscale": (low, high) if low is not None and high is not None else None,
+            "time_limit_s": self.time_limit,
+            "soft_time_limit_s": self.soft_time_limit,
+            "max_tasks_per_child": self.max_tasks_per_child,
+            "max_memory_per_child_kib": self.max_memory_per_child,
+        }
 
     def as_settings(self) -> dict[str, Any]:
         """The profile's values keyed by ``WorkerSettings`` field (``None`` = not set here)."""

@@ -127,8 +127,9 @@ def test_a_profile_revision_that_cannot_apply_is_refused_and_says_why(make_rig: 
     rig.loop(1)
 
     assert plane.config_error == (
-        f"revision {profile.revision} not applied: autoscale is not available with the solo "
-        "pool; use one of threads, prefork, gevent or eventlet"
+        f"revision {profile.revision} not applied: autoscale of profile 'inprocess' is not "
+        "available with the solo pool: it cannot change its size while running; use one of "
+        "threads, prefork, gevent or eventlet"
     )
     assert plane.applied_revision == profile.revision - 1
     assert rig.pool.size == 1
@@ -237,3 +238,47 @@ def test_an_unknown_action_fails_listing_the_allowed_ones(make_rig: MakeRig) -> 
         "unknown control action 'explode'; allowed: pause, resume, grow, shrink, restart_pool, "
         "shutdown, terminate",
     )
+
+
+def test_a_profile_renaming_its_pool_to_an_alias_of_the_same_pool_restarts_nothing(
+    make_rig: MakeRig, monkeypatch: Any
+) -> None:
+    """prefork and processes are one pool: the resolved classes decide, not the names.
+
+    The prefork pool is not started here (no fork server in the test process); what is checked
+    is the worker's decision, so its restarts are recorded instead of run. Moving on to another
+    pool kind does replace the pool, which shows the recording would see a restart.
+    """
+    from djworker.concurrency.prefork import PreforkPool
+    from djworker.worker import Worker
+
+    monkeypatch.setattr(PreforkPool, "start", lambda self: None)
+    monkeypatch.setattr(PreforkPool, "stop", lambda self, **kwargs: [])
+    restarts: list[str] = []
+    monkeypatch.setattr(Worker, "restart_process", lambda self: restarts.append("process"))
+    monkeypatch.setattr(Worker, "replace_pool", lambda self: restarts.append("pool"))
+    profile = WorkerConfig.objects.create(name="inprocess", pool="prefork")
+    rig = make_rig(pool=None, profile="inprocess", control_interval_s=0.01)
+    plane = plane_for(rig)
+    pool = rig.pool
+    assert isinstance(pool, PreforkPool)
+
+    profile.pool = "processes"
+    profile.full_clean()
+    profile.save()
+    plane.reconcile()
+    rig.loop(1)
+
+    assert plane.config_error == ""
+    assert plane.applied_revision == profile.revision
+    assert rig.worker.config.pool == "processes"
+    assert restarts == []
+    assert rig.pool is pool
+
+    profile.pool = "threads"
+    profile.save()
+    plane.reconcile()
+    rig.loop(1)
+
+    assert plane.config_error == ""
+    assert restarts == ["pool"]

@@ -58,8 +58,15 @@ def test_the_banner_shows_broker_without_password_pool_concurrency_queues_and_ta
             "eventlet, custom",
         ),
         (["--pool", "threads", "-c", "0"], "--concurrency expects a positive integer; got '0'"),
-        (["--pool", "solo", "--autoscale", "1,3"], "--autoscale is not available with --pool=solo"),
-        (["--pool", "threads", "--max-tasks-per-child", "5"], "need --pool=prefork"),
+        (
+            ["--pool", "solo", "--autoscale", "1,3"],
+            "--autoscale is not available with the solo pool: it cannot change its size while "
+            "running; use one of threads, prefork, gevent or eventlet",
+        ),
+        (
+            ["--pool", "threads", "--max-tasks-per-child", "5"],
+            "--max-tasks-per-child and --max-memory-per-child need the prefork pool",
+        ),
         (["--pool", "no.such.module:Pool"], "cannot import pool module 'no.such.module'"),
     ],
 )

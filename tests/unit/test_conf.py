@@ -92,7 +92,7 @@ def test_one_queue_name_rule_bounds_characters_and_utf8_bytes(queue: str, allowe
 def test_layers_apply_in_order_and_remember_their_source() -> None:
     config = conf.load_config(
         djworker_settings={
-            "POOL": "solo",
+            "POOL": "threads",
             "CONCURRENCY": 2,
             "QUEUES": ["s"],
             "PREFETCH_MULTIPLIER": 2,
@@ -101,7 +101,7 @@ def test_layers_apply_in_order_and_remember_their_source() -> None:
         environ={"DJWORKER_QUEUES": "e1,e2", "DJWORKER_PREFETCH_MULTIPLIER": "1"},
         cli={"prefetch_multiplier": 0, "pool": None},
     )
-    assert (config.pool, config.sources["pool"]) == ("solo", conf.SETTINGS)
+    assert (config.pool, config.sources["pool"]) == ("threads", conf.SETTINGS)
     assert (config.concurrency, config.sources["concurrency"]) == (3, conf.ADMIN)
     assert (config.queues, config.sources["queues"]) == (("e1", "e2"), conf.ENV)
     assert (config.prefetch_multiplier, config.sources["prefetch_multiplier"]) == (0, conf.CLI)
@@ -141,16 +141,19 @@ def test_a_pool_with_a_fixed_size_starts_at_it_when_no_concurrency_is_given() ->
 def test_a_soft_limit_at_or_above_the_hard_one_is_refused_naming_both_and_their_layers() -> None:
     with pytest.raises(
         ConfigurationError,
-        match=r"got --soft-time-limit 10 s from cli and --time-limit 5 s from env",
+        match=r"the hard time limit \(DJWORKER_TIME_LIMIT 5 s\) must be above the soft limit "
+        r"\(--soft-time-limit 10 s\)",
     ):
         conf.load_config(
             environ={"DJWORKER_TIME_LIMIT": "5"},
             djworker_settings={},
             cli={"soft_time_limit_s": 10},
         )
-    with pytest.raises(ConfigurationError, match="--soft-time-limit 5 s from settings"):
+    with pytest.raises(ConfigurationError, match=r"\(settings.DJWORKER\['SOFT_TIME_LIMIT'\] 5 s\)"):
         conf.load_config(environ={}, djworker_settings={"TIME_LIMIT": 5, "SOFT_TIME_LIMIT": 5})
-    below = conf.load_config(environ={}, djworker_settings={"TIME_LIMIT": 5, "SOFT_TIME_LIMIT": 4})
+    below = conf.load_config(
+        environ={}, djworker_settings={"POOL": "prefork", "TIME_LIMIT": 5, "SOFT_TIME_LIMIT": 4}
+    )
     assert (below.soft_time_limit_s, below.time_limit_s) == (4, 5)
 
 

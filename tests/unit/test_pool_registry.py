@@ -54,7 +54,7 @@ def test_a_pool_missing_methods_is_refused_naming_them() -> None:
 def test_recycling_options_are_refused_by_pools_that_cannot_recycle() -> None:
     with pytest.raises(
         ConfigurationError,
-        match=r"--max-tasks-per-child and --max-memory-per-child need --pool=prefork",
+        match=r"--max-tasks-per-child and --max-memory-per-child need the prefork pool",
     ):
         ThreadPool(
             size=2, on_outcome=lambda o: None, executor=TaskExecutor(), max_tasks_per_child=10

@@ -28,9 +28,14 @@ pytestmark = pytest.mark.django_db
         (
             {"pool": "solo", "autoscale_min": 1, "autoscale_max": 3},
             "pool",
-            "cannot autoscale; use one of threads, prefork",
+            "Autoscale is not available with the solo pool: it cannot change its size while "
+            "running; use one of threads, prefork, gevent or eventlet.",
         ),
-        ({"pool": "solo", "concurrency": 4}, "concurrency", "exactly 1 slot; got 4"),
+        (
+            {"pool": "solo", "concurrency": 4},
+            "concurrency",
+            "The solo pool has exactly 1 slot; concurrency must be 1, got 4.",
+        ),
         ({"pool": "fork"}, "pool", "Unknown pool 'fork'; choose one of solo, threads"),
         (
             {"pool": "no.such.module:Pool"},
@@ -53,7 +58,8 @@ pytestmark = pytest.mark.django_db
         (
             {"time_limit": 5.0, "soft_time_limit": 10.0},
             "time_limit",
-            "The hard time limit (5.0s) must be above the soft limit (10.0s)",
+            "The hard time limit (time_limit 5 s) must be above the soft limit "
+            "(soft_time_limit 10 s)",
         ),
     ],
 )

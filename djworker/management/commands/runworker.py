@@ -11,6 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from djworker import conf, option_values
+from djworker.concurrency.registry import alias_names
 from djworker.exceptions import ConfigurationError
 
 
@@ -47,8 +48,7 @@ class Command(BaseCommand):
             "-P",
             "--pool",
             type=_option("pool"),
-            help="solo, threads, prefork (alias processes), gevent, eventlet, custom, or a "
-            "module.path:Class (default: threads)",
+            help=f"{alias_names()}, custom, or a module.path:Class (default: threads)",
         )
         parser.add_argument(
             "-c",
