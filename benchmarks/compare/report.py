@@ -131,14 +131,20 @@ def _metric_table(
             continue
         cells += [_ratio(ratios(records, reference, p, pool, "tasks_per_s")) for p in peers]
         rows.append(_row([pool, *cells]))
-        cpu = [spread(values(records, n, pool, "worker_cpu_ms_per_task"), 2) for n in names]
+        cpu = [
+            f"{spread(values(records, n, pool, 'worker_cpu_ms_per_task'), 2)}"
+            f" / {spread(values(records, n, pool, 'pg_sessions_per_task'), 3)}"
+            for n in names
+        ]
         cpu_rows.append(_row([pool, *cpu]))
     return (
         f"**No-op tasks/s, {TITLES[broker]}**\n\n"
         + "\n".join(rows)
-        + f"\n\n**Worker CPU per no-op, ms, {TITLES[broker]}** (user + system time of the"
-        " worker and its pool processes over the same span: steadier than tasks/s on a busy"
-        " machine)\n\n" + "\n".join(cpu_rows)
+        + f"\n\n**Worker CPU ms / PostgreSQL sessions opened, per no-op, {TITLES[broker]}**"
+        " (CPU: user + system time of the worker and its pool processes while it drained,"
+        " steadier than tasks/s on a busy machine; sessions: opened in the implementation's"
+        " database from the worker's start to its stop, start-up and probes included)\n\n"
+        + "\n".join(cpu_rows)
     )
 
 

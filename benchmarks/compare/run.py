@@ -6,9 +6,10 @@
    CPU of the worker's whole process group over the same span.
 3. Into the now idle worker, the client sends ``probes`` latency probes paced at
    ``probe_rate`` per second; each writes its call-to-start wait to the sink.
-4. The worker is stopped; on one pool (``bulk_pool``), the client publishes ``bulk`` no-ops at
-   once, where the implementation has a bulk API (nothing consumes them: the next run empties
-   the tables).
+4. The worker is stopped; the PostgreSQL sessions opened in the implementation's database
+   from its start to its stop are counted (``pg_stat_database``). On one pool (``bulk_pool``),
+   the client publishes ``bulk`` no-ops at once, where the implementation has a bulk API
+   (nothing consumes them: the next run empties the tables).
 
 Every phase has a deadline. A phase that misses it fails the run, which then records and prints
 which task ids never finished and where each one sits.
@@ -105,6 +106,7 @@ def execute(
         answer = _ask(client, {"op": "publish", "count": settings.tasks, "ids": str(ids_file)}, 300)
         record["delay_calls_per_s"] = round(settings.tasks / answer["seconds"], 1)
         ids = ids_file.read_text().split()
+        sessions_before = sessions_opened(conn)
         worker = workers.start(implementation, pool, queue, env, logs / f"{run_id}.worker.log")
         phase = "drain"
         try:
@@ -120,6 +122,9 @@ def execute(
             print(f"  FAILED {run_id}: {failure}\n{progress.summary(places)}", flush=True)
         record["worker_exit"] = workers.stop(worker)
         worker = None
+        opened = sessions_opened(conn) - sessions_before
+        record["pg_sessions_opened"] = opened
+        record["pg_sessions_per_task"] = round(opened / (settings.tasks + settings.probes), 4)
         if record["status"] == "ok" and settings.bulk and pool == settings.bulk_pool:
             answer = _ask(client, {"op": "bulk", "count": settings.bulk}, 300)
             if not answer.get("unsupported"):
@@ -239,6 +244,20 @@ def _probe(
     if len(waits_ms) >= 2:
         figures["probe_p99_ms"] = statistics.quantiles(waits_ms, n=100)[98]
     return {name: round(value, 3) for name, value in figures.items()}
+
+
+def sessions_opened(conn: psycopg.Connection[Any]) -> int:
+    """PostgreSQL sessions opened so far in the connection's database (PostgreSQL 14+).
+
+    Each implementation has a database of its own, so the difference across a run is the
+    sessions its worker (and its client, while the worker runs) opened. A backend reports its
+    connect when it flushes its statistics, at the latest when it exits: the worker is stopped
+    before the second reading.
+    """
+    row = conn.execute(
+        "select sessions from pg_stat_database where datname = current_database()"
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def group_cpu_seconds(pgid: int) -> float:
