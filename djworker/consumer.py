@@ -2,7 +2,8 @@
 
 receive -> validate -> hold until due (countdown/ETA) -> hand to the pool -> acknowledge on the
 outcome. Pools report outcomes on a thread-safe queue that the consumer drains on its own
-thread, so kombu objects never cross threads. Prefetch follows the pool size.
+thread, so kombu objects never cross threads. Prefetch follows the pool size. Connecting,
+consuming, pausing and the queue list are ``ConsumerConnection``'s (``consumer_connection.py``).
 """
 
 from __future__ import annotations
@@ -16,17 +17,17 @@ from datetime import datetime
 from time import monotonic
 from typing import Any
 
-import kombu
 from django.utils import timezone
 from kombu.message import Message
 
 from djworker import delivery_cap, message, result_store
-from djworker.broker import Broker, probe, redact_url
+from djworker.broker import Broker, probe
 from djworker.calls import RunningCalls
 from djworker.concurrency.base import BasePool
 from djworker.conf import WorkerSettings
-from djworker.delivery import Delivery, refuse, reject_undecodable
-from djworker.exceptions import ConfigurationError, InvalidMessage, TaskExpired, UnknownTask
+from djworker.consumer_connection import ConsumerConnection
+from djworker.delivery import Delivery, refuse
+from djworker.exceptions import InvalidMessage, TaskExpired, UnknownTask
 from djworker.held import HeldMessages
 from djworker.job import Job, Limits, Outcome, OutcomeKind, soft_limit_below_hard
 from djworker.log_safety import get_logger
@@ -48,11 +49,7 @@ BUSY_WAIT_S = 0.01
 PROBE_EVERY_S = 0.2
 
 
-class _StopConnecting(Exception):
-    """Raised inside kombu's connection retries to abandon them when the worker is stopping."""
-
-
-class Consumer:
+class Consumer(ConsumerConnection):
     """Receives messages for the worker's queues and feeds the pool."""
 
     def __init__(
@@ -63,7 +60,7 @@ class Consumer:
         pool: BasePool,
         clock: Callable[[], datetime] = timezone.now,
     ) -> None:
-        self.broker = broker
+        super().__init__(broker=broker, queues=config.queues, paused=config.paused)
         #: the time ETAs and expiry are compared with (tests pass a clock they move by hand)
         self.clock = clock
         self.config = config
@@ -71,78 +68,19 @@ class Consumer:
         self.outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
         # Requests from the control thread, run here because only this thread may touch kombu.
         self.actions: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
-        #: paused by an operator: start no new message (may be set from any thread)
-        self.hold = config.paused
-        self.queues = list(config.queues)
         self._deliveries: dict[int, Delivery] = {}
         self._held = HeldMessages()
         self._calls = RunningCalls()
         self.stalls = StallWatch(self)
         self._tokens = itertools.count(1)
         self._prefetch = -1
-        self.consuming = False
         #: warm shutdown under way: nothing new is handed to the pool
         self.stopping = False
         self._probed_at = 0.0
-        self.connection: kombu.Connection | None = None
-        self._kombu_consumer: kombu.Consumer | None = None
         self.processed = 0
         self.failed = 0
 
-    # -- connection --------------------------------------------------------------------------
-
-    def connect(self, should_stop: Callable[[], bool] = lambda: False) -> bool:
-        """Connect and start consuming; False if ``should_stop`` said so before the broker answered.
-
-        kombu calls the callback at least every second while it waits to retry, so a stop
-        signal is honoured even while the broker is unreachable.
-        """
-
-        def give_up_if_stopping() -> None:
-            if should_stop():
-                raise _StopConnecting
-
-        self.connection = self.broker.connection()
-        try:
-            self.connection.ensure_connection(
-                errback=lambda exc, interval: logger.warning(
-                    "broker unreachable (%s); retrying in %.1fs", exc, interval
-                ),
-                max_retries=None,
-                callback=give_up_if_stopping,
-            )
-        except _StopConnecting:
-            logger.warning("stop requested before the broker could be reached")
-            return False
-        except (*self.connection.connection_errors, *self.connection.channel_errors) as exc:
-            # Retried forever above unless the broker answered and refused us (a wrong
-            # password, a missing virtual host): no retry can fix that.
-            raise ConfigurationError(
-                f"the broker at {redact_url(self.broker.url)} refused the connection: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-        channel = self.connection.default_channel
-        self._kombu_consumer = kombu.Consumer(
-            channel,
-            queues=[self.broker.queue(name) for name in self.queues],
-            callbacks=[self._on_message],
-            accept=["json"],
-            on_decode_error=reject_undecodable,
-        )
-        self.update_prefetch()
-        if not self.hold:
-            self.resume()
-        return True
-
-    @property
-    def recoverable_errors(self) -> tuple[type[BaseException], ...]:
-        """Errors after which a new broker connection lets the worker carry on."""
-        if self.connection is None:
-            return ()
-        return (
-            *self.connection.recoverable_connection_errors,
-            *self.connection.recoverable_channel_errors,
-        )
+    # -- connection loss --------------------------------------------------------------------------
 
     def connection_lost(self) -> None:
         """Drop what the lost connection delivered and no slot has started.
@@ -190,29 +128,6 @@ class Consumer:
         self.close()
         return self.connect(should_stop)
 
-    def close(self) -> None:
-        """Close the connection; the broker gets back any message not acknowledged."""
-        if self.connection is not None:
-            try:
-                self.connection.release()
-            except Exception:
-                logger.warning("error closing the broker connection", exc_info=True)
-            self.connection = None
-
-    def pause(self) -> None:
-        if self.consuming and self._kombu_consumer is not None:
-            try:
-                self._kombu_consumer.cancel()
-            except self.recoverable_errors as exc:
-                # A dead connection consumes nothing anyway; the next iteration reconnects.
-                logger.warning("could not cancel consuming on a lost connection: %s", exc)
-        self.consuming = False
-
-    def resume(self) -> None:
-        if not self.consuming and self._kombu_consumer is not None:
-            self._kombu_consumer.consume()
-        self.consuming = True
-
     def set_paused(self, paused: bool) -> None:
         """Stop (or start again) taking new messages; running tasks carry on."""
         self.hold = paused
@@ -220,20 +135,6 @@ class Consumer:
             self.pause()
         else:
             self.resume()
-
-    def add_queue(self, name: str) -> None:
-        if name in self.queues or self._kombu_consumer is None:
-            return
-        self.queues.append(name)
-        self._kombu_consumer.add_queue(self.broker.queue(name))
-        if self.consuming:
-            self._kombu_consumer.consume()
-
-    def cancel_queue(self, name: str) -> None:
-        if name not in self.queues or self._kombu_consumer is None:
-            return
-        self.queues.remove(name)
-        self._kombu_consumer.cancel_by_queue(name)
 
     def call_soon(self, fn: Callable[[], Any]) -> Future[Any]:
         """Run ``fn`` on the consumer's thread at its next iteration; safe from any thread."""
