@@ -211,6 +211,9 @@ def _neutralise_other_db_sockets(devnull: int) -> int:
 
 def close_own() -> None:
     """In a retiring child: close this process's connections and pools politely."""
+    from djworker.worker_connections import close_task_connections
+
+    close_task_connections()
     for conn in connections.all(initialized_only=True):
         try:
             conn.close()

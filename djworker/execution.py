@@ -28,6 +28,7 @@ from djworker.job import Job, Limits, Outcome, OutcomeKind
 from djworker.log_safety import get_logger
 from djworker.task_definition import Task, get_task
 from djworker.task_lookup import refusal, task_for_message
+from djworker.worker_connections import task_connections
 
 if TYPE_CHECKING:
     from djworker.concurrency.executor import LimitGuard
@@ -43,14 +44,17 @@ DATABASE_DOWN_PAUSE_S = 1.0
 def execute(job: Job, guard: LimitGuard | None = None) -> Outcome:
     """Run the task named by the job's envelope and record what happened.
 
-    Connections are handled as Django handles them around a request: stale or broken ones are
-    closed before and after (``CONN_MAX_AGE`` and ``CONN_HEALTH_CHECKS`` honoured).
+    The task's connections are handled as Django handles them around a request: stale or
+    broken ones are closed before and after (``CONN_MAX_AGE`` and ``CONN_HEALTH_CHECKS``
+    honoured). In a worker they are not the ones the worker records the run with, which stay
+    open across tasks (``djworker.worker_connections``).
     """
-    close_old_connections()
-    try:
-        return _execute(job, guard or _no_guard)
-    finally:
+    with task_connections():
         close_old_connections()
+        try:
+            return _execute(job, guard or _no_guard)
+        finally:
+            close_old_connections()
 
 
 def _no_guard(limits: Limits) -> AbstractContextManager[object]:

@@ -24,6 +24,7 @@ from djworker.exceptions import InvalidMessage, TaskRevoked
 from djworker.log_safety import get_logger
 from djworker.message import Envelope
 from djworker.models.results import TaskResult, TaskStatus
+from djworker.worker_connections import own_connection
 
 logger = get_logger(__name__)
 
@@ -33,6 +34,18 @@ T = TypeVar("T")
 def _retried(write: Callable[[], T], what: str) -> T:
     """``write`` (one whole write, in its own transaction), again while SQLite is busy."""
     return retry_when_busy(write, alias=router.db_for_write(TaskResult), what=what)
+
+
+def _recorded(write: Callable[[], T], what: str) -> T:
+    """A write of the worker's own (not the publisher's): on the slot's own connection.
+
+    Inside a run that is not the task's connection (``djworker.worker_connections``), so the
+    write opens no session when ``CONN_MAX_AGE`` is 0 and never joins a transaction the task
+    left open.
+    """
+    alias = router.db_for_write(TaskResult)
+    with own_connection(alias):
+        return retry_when_busy(write, alias=alias, what=what)
 
 
 def _row_from(envelope: Envelope, **fields: Any) -> TaskResult:
@@ -76,7 +89,7 @@ def forget(task_id: str) -> None:
 
 def _write(envelope: Envelope, **fields: Any) -> None:
     """Update the row, inserting it first if the publisher did not (or has not yet)."""
-    _retried(
+    _recorded(
         lambda: _upsert(envelope, fields),
         f"result id={envelope['id']} status={fields.get('status')}",
     )
@@ -91,13 +104,24 @@ def _upsert(envelope: Envelope, fields: dict[str, Any]) -> None:
         TaskResult.objects.filter(id=envelope["id"]).update(**fields)
 
 
-def _update_counting(task_id: str, fields: dict[str, Any], *, at_least: int = 1) -> int | None:
+#: joined into an UPDATE on PostgreSQL: the statement's own (implicit) transaction then commits
+#: without waiting for the WAL flush. Evaluated once, as an uncorrelated subquery; ``set_config``
+#: with ``is_local`` lasts until that transaction ends, so the session's setting is untouched.
+_RELAXED_FROM = " FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed_commit"
+
+
+def _update_counting(
+    task_id: str, fields: dict[str, Any], *, at_least: int = 1, relaxed: bool = False
+) -> int | None:
     """Update the row and count one more run in the same statement; the new ``deliveries``.
 
     ``at_least``: the count this run has at the minimum, whatever the row said.
 
     ``UPDATE ... RETURNING`` on PostgreSQL and SQLite, so counting costs no extra round trip;
-    elsewhere a second query reads the count back. None if there is no row.
+    elsewhere a second query reads the count back. None if there is no row. ``relaxed``: the
+    write is one whose loss in a database crash is harmless (see ``djworker.commit``); outside
+    a transaction on PostgreSQL it then commits without waiting for the disk, in the same
+    single statement (no BEGIN, SET and COMMIT round trips).
     """
     # A revoked row is never counted (nor marked RUNNING): the caller then refuses the run.
     rows = TaskResult.objects.filter(id=task_id, revoked_at__isnull=True)
@@ -114,6 +138,11 @@ def _update_counting(task_id: str, fields: dict[str, Any], *, at_least: int = 1)
     query.add_update_values(counted)
     sql, params = query.get_compiler(rows.db).as_sql()
     column = connection.ops.quote_name("deliveries")
+    if relaxed and connection.vendor == "postgresql" and not connection.in_atomic_block:
+        # Django's UPDATE of local fields has exactly one WHERE, after the SET list.
+        head, where, tail = sql.partition(" WHERE ")
+        if where:
+            sql = f"{head}{_RELAXED_FROM}{where}{tail}"
     with connection.cursor() as cursor:
         cursor.execute(f"{sql} RETURNING {column}", params)
         row = cursor.fetchone()
@@ -149,11 +178,12 @@ def record_started(
     first = 2 if uncounted_before else 1
 
     def write() -> int:
-        # The final write of the run follows, so this one need not wait for the disk.
+        # The final write of the run follows, so this one need not wait for the disk. The
+        # usual case (the publisher stored the READY row) is one statement, in autocommit.
+        deliveries = _update_counting(envelope["id"], fields, at_least=first, relaxed=True)
+        if deliveries is not None:
+            return deliveries
         with relaxed_commit():
-            deliveries = _update_counting(envelope["id"], fields, at_least=first)
-            if deliveries is not None:
-                return deliveries
             _refuse_if_revoked(envelope["id"])
             row = _row_from(
                 envelope, **fields, attempts=envelope["attempt"] + first, deliveries=first
@@ -164,7 +194,7 @@ def record_started(
             # Lost a race with the publisher's insert: count over its READY row.
             return _update_counting(envelope["id"], fields, at_least=first) or first
 
-    return _retried(write, f"result id={envelope['id']} status=RUNNING")
+    return _recorded(write, f"result id={envelope['id']} status=RUNNING")
 
 
 def _refuse_if_revoked(task_id: str) -> None:
@@ -250,7 +280,8 @@ def record_failure(
 
 def run_state(task_id: str) -> tuple[str | None, int]:
     """The row's status if it says the task finished (else None), and its ``deliveries``."""
-    row = TaskResult.objects.filter(id=task_id).values_list("status", "deliveries").first()
+    with own_connection(router.db_for_read(TaskResult)):
+        row = TaskResult.objects.filter(id=task_id).values_list("status", "deliveries").first()
     if row is None:
         return None, 0
     status, deliveries = row
@@ -345,7 +376,7 @@ def record_refused(
             unfinished.update(**fields)
 
     try:
-        _retried(write, f"result id={task_id} refused")
+        _recorded(write, f"result id={task_id} refused")
         return True
     except Exception:
         logger.exception("id=%s the refusal could not be recorded", task_id)

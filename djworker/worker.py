@@ -20,7 +20,7 @@ from typing import Any, Protocol, TypeVar
 
 from django.db import close_old_connections, connections
 
-from djworker import __version__, broker_durability, green, nodename, signals
+from djworker import __version__, broker_durability, green, nodename, signals, worker_connections
 from djworker.broker import Broker, redact_url, set_broker
 from djworker.concurrency import resolve_pool
 from djworker.concurrency.base import BasePool
@@ -48,11 +48,12 @@ def describe_connection_reuse() -> str:
     if options.get("OPTIONS", {}).get("pool"):
         return "connections from Django's pool (OPTIONS['pool'])"
     max_age = options.get("CONN_MAX_AGE", 0)
+    own = "the worker's own writes: one connection per slot, kept open"
     if max_age is None or max_age > 0:
-        return f"connections reused across tasks (CONN_MAX_AGE={max_age})"
+        return f"task code: connections reused across tasks (CONN_MAX_AGE={max_age}); {own}"
     return (
-        "a new connection for every task (CONN_MAX_AGE=0); set CONN_MAX_AGE or "
-        "OPTIONS['pool'] to reuse connections"
+        "task code: a new connection for each task that queries (CONN_MAX_AGE=0; set "
+        f"CONN_MAX_AGE or OPTIONS['pool'] to reuse them); {own}"
     )
 
 
@@ -127,6 +128,8 @@ class ControlLoop:
         close_old_connections()
 
     def _run(self) -> None:
+        # The tick's session stays open between ticks (none opened per second when idle).
+        worker_connections.keep_open()
         try:
             while not self._stop.wait(self.interval_s):
                 self.tick()
@@ -193,6 +196,9 @@ class Worker:
         """Run until asked to stop; returns the process exit code."""
         set_broker(self.broker)
         self.install_signal_handlers()
+        # Before the pool starts, so that its threads and processes have their own too.
+        worker_connections.enable()
+        worker_connections.keep_open()
         self.pool.start()
         try:
             try:

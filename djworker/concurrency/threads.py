@@ -21,6 +21,7 @@ from djworker.concurrency.base import BasePool
 from djworker.concurrency.timelimits import SoftLimitWatchdog
 from djworker.job import Job, Limits, Outcome, OutcomeKind
 from djworker.log_safety import get_logger
+from djworker.worker_connections import close_task_connections
 
 logger = get_logger(__name__)
 
@@ -84,6 +85,7 @@ class ThreadPool(BasePool):
                         self._running.pop(job.task_id, None)
                 self.on_outcome(outcome)
         finally:
+            close_task_connections()
             connections.close_all()
             with self._lock:
                 self._threads.discard(threading.current_thread())

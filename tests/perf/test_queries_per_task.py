@@ -1,0 +1,145 @@
+"""Database queries and PostgreSQL sessions per task, counted by the server, on every pool.
+
+The default path: every task stores its result, ``CONN_MAX_AGE = 0`` (Django's default). A
+real worker runs no-op tasks against a private PostgreSQL cluster that logs each statement and
+each new session (``tests/perf/server_log.py``); nothing is timed. After a warm-up (the
+worker's own sessions are open, every pool process has run a task), a batch of tasks runs, and
+the stretch of the server log it wrote must show:
+
+* no session opened by the worker at all: its own writes reuse its connections whatever
+  ``CONN_MAX_AGE`` says, and a no-op task's code opens none;
+* two statements on the result table per task: the RUNNING mark (which also counts the run and
+  checks for a revocation) and the final write, each a single statement in autocommit;
+* in all, at most ``STATEMENTS_PER_TASK`` statements per task for the broker.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.faults.servers import PrivatePostgres
+from tests.integration.harness import ROOT, WorkerProcess, unique_queue
+from tests.perf import server_log
+
+pytestmark = pytest.mark.integration
+
+WARM_UP_TASKS = 30
+TASKS = 200
+#: the worker's statements per task, all of them (result writes and broker), by broker; what
+#: the worker's periodic work adds (heartbeats, idle polls) while the batch runs is included
+STATEMENTS_PER_TASK = {"redis": 2.5, "django": 6.0}
+#: pools and their concurrency
+POOLS = [("solo", 1), ("threads", 4), ("prefork", 2)]
+RESULT_TABLE = "djworker_taskresult"
+
+
+@pytest.fixture(scope="module")
+def logged_database() -> Iterator[tuple[PrivatePostgres, str]]:
+    """A private cluster logging every statement and session, with one migrated database."""
+    server = PrivatePostgres(Path(tempfile.mkdtemp(prefix="djworker-perf-pg-")))
+    try:
+        server.create().start()
+        for name, value in server_log.SERVER_SETTINGS.items():
+            server.sql(f"ALTER SYSTEM SET {name} = '{value}'")
+        server.sql("SELECT pg_reload_conf()")
+        server.sql("CREATE DATABASE perf")
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
+            cwd=ROOT,
+            env={**_django_env(server.url("perf"))},
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+        yield server, server.url("perf")
+    finally:
+        server.drop()
+
+
+def _django_env(database_url: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": database_url,
+        "CONN_MAX_AGE": "0",
+    }
+
+
+def _publish_and_wait(database_url: str, broker_url: str, queue: str, count: int) -> None:
+    """Publish ``count`` no-ops from another process and wait until every result is stored."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.perf.publish", f"--queue={queue}", f"--count={count}"],
+        cwd=ROOT,
+        env={**_django_env(database_url), "DJWORKER_BROKER_URL": broker_url},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, f"publisher failed:\n{done.stdout}\n{done.stderr}"
+
+
+@pytest.mark.parametrize("broker", ["redis", "django"])
+@pytest.mark.parametrize(("pool", "concurrency"), POOLS)
+def test_a_task_opens_no_session_and_makes_two_result_writes(
+    broker: str,
+    pool: str,
+    concurrency: int,
+    logged_database: tuple[PrivatePostgres, str],
+    worker_factory: Callable[..., WorkerProcess],
+    request: pytest.FixtureRequest,
+) -> None:
+    server, database_url = logged_database
+    broker_url = request.getfixturevalue("redis_url") if broker == "redis" else "django://"
+    application = f"djw-perf-{uuid.uuid4().hex[:8]}"
+    queue = unique_queue("perf")
+    worker = worker_factory(
+        "--pool",
+        pool,
+        "-c",
+        str(concurrency),
+        "-Q",
+        queue,
+        broker_url=broker_url,
+        settings="tests.settings_prefork",
+        env={
+            "DATABASE_URL": database_url,
+            "CONN_MAX_AGE": "0",
+            "DJWORKER_TEST_APP_NAME": application,
+            "DJWORKER_LOG_LEVEL": "WARNING",
+        },
+    )
+    log_path = server.directory / "postgres.log"
+    _publish_and_wait(database_url, broker_url, queue, WARM_UP_TASKS)
+    start = log_path.stat().st_size
+    _publish_and_wait(database_url, broker_url, queue, TASKS)
+    end = log_path.stat().st_size
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0, worker.output
+    activity = server_log.read(log_path, start=start, end=end, application=application)
+
+    result_writes = activity.touching(RESULT_TABLE)
+    statements = len(activity.statements)
+    summary = (
+        f"{broker} {pool} -c {concurrency}: {len(activity.sessions_opened)} session(s) opened, "
+        f"{len(result_writes) / TASKS:.2f} result-table statements and "
+        f"{statements / TASKS:.2f} statements in all per task, over {TASKS} tasks"
+    )
+    print(summary)
+    assert not activity.sessions_opened, f"{summary}; they ran:\n" + "\n".join(
+        activity.of_new_sessions()
+    )
+    # Two per task; the control tick may read the table a few times while the batch runs.
+    assert 2 * TASKS <= len(result_writes) <= 2 * TASKS + 10, f"{summary}\n" + "\n".join(
+        sorted(set(result_writes))
+    )
+    assert statements <= STATEMENTS_PER_TASK[broker] * TASKS, summary
