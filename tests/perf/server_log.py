@@ -36,11 +36,6 @@ class Activity:
     def touching(self, table: str) -> list[str]:
         return [sql for _, sql in self.statements if table in sql]
 
-    def of_new_sessions(self) -> list[str]:
-        """What the sessions opened in this stretch ran: the first thing to look at when a
-        test finds one."""
-        return [sql for session, sql in self.statements if session in self.sessions_opened]
-
 
 def read(path: Path, *, start: int, end: int, application: str) -> Activity:
     """The activity of ``application`` between byte offsets ``start`` and ``end`` of ``path``."""
@@ -48,10 +43,19 @@ def read(path: Path, *, start: int, end: int, application: str) -> Activity:
         log.seek(start)
         text = log.read(end - start).decode(errors="replace")
     activity = Activity()
+    continuing = ""  # the session whose statement the next tab-indented line continues
     for line in text.splitlines():
+        if line.startswith("\t") and activity.statements:
+            # A statement's next line: the server indents it with a tab.
+            session, sql = activity.statements[-1]
+            if session != continuing:
+                continue
+            activity.statements[-1] = (session, f"{sql} {line.strip()}".strip())
+            continue
+        continuing = ""
         record = _RECORD.match(line)
         if record is None or record["level"] != "LOG":
-            continue  # a DETAIL line, or a statement's continuation line
+            continue  # a DETAIL line
         authorized = _AUTHORIZED.match(record["text"])
         if authorized is not None:
             if authorized["app"] == application:
@@ -60,4 +64,5 @@ def read(path: Path, *, start: int, end: int, application: str) -> Activity:
         statement = _STATEMENT.match(record["text"])
         if statement is not None and record["app"] == application:
             activity.statements.append((record["session"], statement["sql"]))
+            continuing = record["session"]
     return activity
