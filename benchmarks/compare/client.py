@@ -69,14 +69,10 @@ def load(name: str) -> tuple[Call, Call, Callable[[int], None] | None]:
 
 
 def djworker_bulk(task: Any, queue: str) -> Callable[[int], None] | None:
-    """djworker's bulk publish, where this version of djworker has one."""
-    enqueue_many = getattr(task, "enqueue_many", None)
-    if enqueue_many is None:
+    """``task.enqueue_many``, where this version of djworker has it (a ``--baseline`` may not)."""
+    if not hasattr(task, "enqueue_many"):
         return None
-    bound = task.using(queue=queue) if hasattr(task, "using") else None
-    if bound is not None and hasattr(bound, "enqueue_many"):
-        return lambda count: bound.enqueue_many([()] * count)
-    return lambda count: enqueue_many([()] * count, queue=queue)
+    return lambda count: task.enqueue_many([()] * count, queue=queue)
 
 
 def main() -> None:

@@ -66,6 +66,7 @@ def execute(
     services: Services,
     out: Path,
 ) -> dict[str, Any]:
+    began = time.monotonic()
     queue = f"b{uuid.uuid4().hex[:12]}"
     run_id = f"r{repeat}-{implementation.name}-{pool}-{queue}"
     record: dict[str, Any] = {
@@ -143,6 +144,7 @@ def execute(
             client.kill()
             client.wait()
         conn.close()
+    record["run_s"] = round(time.monotonic() - began, 1)
     return record
 
 

@@ -125,7 +125,8 @@ def prepare_database(services: Services, implementation: Implementation) -> None
         command = [sys.executable, "-c", "import benchmarks.peers.huey_app"]
     else:
         command = [sys.executable, "-m", "django", "migrate", "--verbosity", "0"]
-    subprocess.run(command, cwd=ROOT, env=django_env(services, implementation), check=True)
+    env = django_env(services, implementation)
+    subprocess.run(command, cwd=ROOT, env=env, check=True, timeout=300)
 
 
 def reset(services: Services, implementation: Implementation) -> None:
