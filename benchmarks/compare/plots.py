@@ -31,7 +31,7 @@ def draw(records: list[dict[str, Any]], out: Path) -> list[Path]:
         (
             "latency.png",
             ("probe_p50_ms", "probe_p99_ms"),
-            "call to start, ms (p50 solid, p99 hatched)",
+            "call to start, ms (p50 solid, p99 pale)",
             True,
         ),
     ):
@@ -54,11 +54,17 @@ def _panel(
 ) -> None:
     names = [n for n in BY_NAME if any(r["implementation"] == n for r in records)]
     pools = [p for p in POOLS if any(r["pool"] == p for r in records)]
-    width = 0.8 / max(1, len(names))
-    for index, name in enumerate(names):
-        for metric in metrics:
-            medians, lows, highs, xs = [], [], [], []
-            for position, pool in enumerate(pools):
+    labelled: set[str] = set()
+    for position, pool in enumerate(pools):
+        here = [
+            n for n in names if any(r["implementation"] == n and r["pool"] == pool for r in records)
+        ]
+        width = 0.8 / max(len(here), 1)
+        for slot, name in enumerate(here):
+            x = position - 0.4 + width * (slot + 0.5)
+            colour = f"C{names.index(name)}"
+            # p99 first and pale, so the solid p50 drawn over it stays visible below it
+            for metric in reversed(metrics):
                 found = [
                     r[metric]
                     for r in records
@@ -67,24 +73,22 @@ def _panel(
                 if not found:
                     continue
                 middle = statistics.median(found)
-                xs.append(position - 0.4 + width * (index + 0.5))
-                medians.append(middle)
-                lows.append(middle - min(found))
-                highs.append(max(found) - middle)
-            hatched = metric.endswith("p99_ms")
-            axis.bar(
-                xs,
-                medians,
-                width * (0.5 if hatched else 1.0),
-                yerr=[lows, highs],
-                capsize=3,
-                color=f"C{index}",
-                alpha=0.45 if hatched else 1.0,
-                hatch="//" if hatched else None,
-                label=None if hatched else BY_NAME[name].label,
-            )
+                upper = metric.endswith("p99_ms")
+                axis.bar(
+                    x,
+                    middle,
+                    width * 0.9,
+                    yerr=[[middle - min(found)], [max(found) - middle]],
+                    capsize=3,
+                    color=colour,
+                    alpha=0.35 if upper else 1.0,
+                    hatch="//" if upper else None,
+                    label=None if upper or name in labelled else BY_NAME[name].label,
+                )
+                if not upper:
+                    labelled.add(name)
     axis.set_xticks(range(len(pools)), pools)
     axis.set_ylabel(ylabel)
     if log:
         axis.set_yscale("log")
-    axis.legend(fontsize=7)
+    axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
