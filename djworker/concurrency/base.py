@@ -62,6 +62,9 @@ class BasePool(PoolCapabilities, ABC):
             spell=lambda field: OPTION_FLAGS.get(field, field),
         )
         self.initial_size = size
+        #: the number of slots asked of the pool; ``grow`` and ``shrink`` keep it, the pool's
+        #: hooks (``on_grow``, ``on_shrink``) bring its slots to it
+        self.target_size = size
         self.max_size = max_size
         self.on_outcome = on_outcome
         self.executor = executor
@@ -131,8 +134,12 @@ class BasePool(PoolCapabilities, ABC):
     # -- optional operations (see the capability flags) -------------------------------------
 
     def grow(self, n: int = 1) -> None:
-        """Add ``n`` slots; a pool that grows calls ``check_growth(n)`` first."""
-        raise NotSupportedByPool(f"the {self.describe()} pool cannot grow")
+        """Add ``n`` slots, up to ``max_size``: counted here, started by ``on_grow(n)``."""
+        if not self.supports_autoscale:
+            raise NotSupportedByPool(f"the {self.describe()} pool cannot grow")
+        self.check_growth(n)
+        self.target_size += n
+        self.on_grow(n)
 
     def check_growth(self, n: int) -> None:
         """Refuse to grow past ``max_size``: the size must stay one the worker can report."""
@@ -145,7 +152,25 @@ class BasePool(PoolCapabilities, ABC):
             )
 
     def shrink(self, n: int = 1) -> None:
-        """Remove up to ``n`` idle slots; a busy slot is never stopped."""
+        """Remove up to ``n`` slots, keeping one: counted here, stopped by ``on_shrink(n)``.
+
+        A busy slot is never stopped: it leaves once its job is done.
+        """
+        if not self.supports_autoscale:
+            raise NotSupportedByPool(f"the {self.describe()} pool cannot shrink")
+        n = min(n, self.target_size - 1)
+        if n < 1:
+            return
+        self.target_size -= n
+        self.on_shrink(n)
+
+    def on_grow(self, n: int) -> None:
+        """Start ``n`` more slots (``target_size`` already counts them); resizable pools
+        override this."""
+        raise NotSupportedByPool(f"the {self.describe()} pool cannot grow")
+
+    def on_shrink(self, n: int) -> None:
+        """Retire ``n`` slots (``target_size`` no longer counts them), idle ones first."""
         raise NotSupportedByPool(f"the {self.describe()} pool cannot shrink")
 
     def terminate_job(self, task_id: str) -> bool:

@@ -103,7 +103,6 @@ class GreenPool(BasePool):
         self.runtime = self.runtime_class()
         self._queue: collections.deque[Job] = collections.deque()
         self._slots: dict[Any, _Slot] = {}  # greenlet handle -> slot
-        self._target = self.initial_size
         self._stopping = False
         self._busy = 0
         self.db_budget = DbBudget.from_django(concurrency=self.initial_size)
@@ -158,7 +157,7 @@ class GreenPool(BasePool):
         while (
             not self._stopping
             and len(self._queue) > len(self._slots) - self.busy
-            and len(self._slots) < self._target
+            and len(self._slots) < self.target_size
         ):
             slot = _Slot()
             slot.handle = self.runtime.spawn(self._run_slot, slot)
@@ -166,7 +165,7 @@ class GreenPool(BasePool):
 
     def _run_slot(self, slot: _Slot) -> None:
         try:
-            while self._queue and not self._stopping and len(self._slots) <= self._target:
+            while self._queue and not self._stopping and len(self._slots) <= self.target_size:
                 job = slot.job = self._queue.popleft()
                 self._busy += 1
                 try:
@@ -251,20 +250,17 @@ class GreenPool(BasePool):
 
     @property
     def size(self) -> int:
-        return self._target
+        return self.target_size
 
     @property
     def busy(self) -> int:
         return self._busy
 
-    def grow(self, n: int = 1) -> None:
-        self.check_growth(n)
-        self._target += n
+    def on_grow(self, n: int) -> None:
         self._fill()
 
-    def shrink(self, n: int = 1) -> None:
-        # Slots check the size between jobs, so a busy slot finishes its task first.
-        self._target = max(1, self._target - n)
+    def on_shrink(self, n: int) -> None:
+        pass  # slots check the size between jobs, so a busy slot finishes its task first
 
     def info(self) -> dict[str, Any]:
         return {

@@ -63,7 +63,6 @@ class PreforkPool(BasePool):
         self._lock = threading.RLock()
         self._children: dict[int, Child] = {}  # by pid
         self._pending: collections.deque[Job] = collections.deque()
-        self._target = self.initial_size
         self._slots = itertools.count(1)
         self._stopping = False
         self._closed = False
@@ -186,7 +185,7 @@ class PreforkPool(BasePool):
 
     @property
     def size(self) -> int:
-        return self._target
+        return self.target_size
 
     @property
     def busy(self) -> int:
@@ -218,15 +217,11 @@ class PreforkPool(BasePool):
     def guard(self, limits: Limits) -> AbstractContextManager[object]:
         return child_guard(limits)
 
-    def grow(self, n: int = 1) -> None:
-        self.check_growth(n)
-        with self._lock:
-            self._target += n
-        self._wake()
+    def on_grow(self, n: int) -> None:
+        self._wake()  # the collector forks the new children
 
-    def shrink(self, n: int = 1) -> None:
+    def on_shrink(self, n: int) -> None:
         with self._lock:
-            self._target -= max(0, min(n, self._target - 1))
             self._balance()
 
     def terminate_job(self, task_id: str) -> bool:
@@ -294,7 +289,7 @@ class PreforkPool(BasePool):
     def _balance(self) -> None:
         """Retire idle children above the target size (a busy one is never stopped)."""
         live = [c for c in self._children.values() if not c.retiring]
-        for child in live[self._target :]:
+        for child in live[self.target_size :]:
             if child.idle:
                 self._retire(child)
 
@@ -456,7 +451,7 @@ class PreforkPool(BasePool):
         while not self._stopping and not self._closed and self._server.lost is None:
             with self._lock:
                 live = sum(1 for c in self._children.values() if not c.retiring)
-            if live >= self._target:
+            if live >= self.target_size:
                 return
             try:
                 self._spawn()

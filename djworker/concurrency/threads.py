@@ -41,7 +41,6 @@ class ThreadPool(BasePool):
         self._jobs: queue.Queue[Any] = queue.Queue()
         self._lock = threading.Lock()
         self._threads: set[threading.Thread] = set()
-        self._target = self.initial_size
         self._busy = 0
         self._running: dict[str, int] = {}  # task id -> thread ident
         self._names = itertools.count(1)
@@ -135,7 +134,7 @@ class ThreadPool(BasePool):
 
     @property
     def size(self) -> int:
-        return self._target
+        return self.target_size
 
     @property
     def busy(self) -> int:
@@ -144,16 +143,11 @@ class ThreadPool(BasePool):
     def info(self) -> dict[str, Any]:
         return {**super().info(), "threads_alive": len(self._threads)}
 
-    def grow(self, n: int = 1) -> None:
-        self.check_growth(n)
-        self._target += n
+    def on_grow(self, n: int) -> None:
         self._start_threads(n)
 
-    def shrink(self, n: int = 1) -> None:
-        n = min(n, self._target - 1)
-        if n <= 0:
-            return
-        self._target -= n
+    def on_shrink(self, n: int) -> None:
+        # Only an idle thread takes a stop marker, so a busy slot finishes its job first.
         for _ in range(n):
             self._jobs.put(_STOP)
 
