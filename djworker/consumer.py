@@ -35,6 +35,7 @@ from djworker.message import Envelope
 from djworker.stalls import StallWatch
 from djworker.task_definition import Task, get_task
 from djworker.task_lookup import task_for_message
+from djworker.unenforced_limits import UnenforcedLimits
 
 logger = get_logger(__name__)
 
@@ -72,6 +73,7 @@ class Consumer(ConsumerConnection):
         self._held = HeldMessages()
         self._calls = RunningCalls()
         self.stalls = StallWatch(self)
+        self._unenforced = UnenforcedLimits()
         self._tokens = itertools.count(1)
         self._prefetch = -1
         #: warm shutdown under way: nothing new is handed to the pool
@@ -377,6 +379,7 @@ class Consumer(ConsumerConnection):
         if not task.acks_late:
             delivery.message.ack()
             delivery.acked = True
+        self._unenforced.check(self.pool, envelope)
         cap, cap_from = delivery_cap.cap_for(task, self.config)
         self.pool.apply_async(
             Job(

@@ -114,6 +114,27 @@ def test_the_banner_says_which_limits_the_pool_enforces(worker_factory, redis_ur
     assert "does not enforce" not in prefork.output
 
 
+def test_a_calls_hard_time_limit_on_the_threads_pool_is_warned_about_once_per_task(  # type: ignore[no-untyped-def]
+    worker_factory, redis_url, use_broker
+) -> None:
+    use_broker(redis_url)
+    queue = unique_queue()
+    worker = worker_factory("--pool", "threads", "-c", "2", "-Q", queue, broker_url=redis_url)
+    first = tasks.add.apply_async((1, 2), queue=queue, time_limit=7.5, soft_time_limit=5)
+    second = tasks.add.apply_async((3, 4), queue=queue, time_limit=9)
+    # The task runs without the limit; the soft limit, which threads enforce, is not warned about.
+    assert first.get(timeout=20) == 3 and second.get(timeout=20) == 7
+    warning = (
+        f"task={tasks.add.name} id={first.id} time_limit=7.5s of this call is not enforced: the "
+        "threads pool cannot stop the task at its hard time limit, so the task runs without it "
+        "(the prefork, gevent or eventlet pool can); said once per task"
+    )
+    assert warning in worker.output
+    assert worker.output.count("of this call is not enforced") == 1
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0
+
+
 def test_a_project_without_auth_and_contenttypes_is_told_to_add_them(tmp_path: Path) -> None:
     (tmp_path / "bare_settings.py").write_text(
         "SECRET_KEY = 'x'\nINSTALLED_APPS = ['djworker']\nUSE_TZ = True\n"
