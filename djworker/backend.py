@@ -147,9 +147,9 @@ class WorkerBackend(BaseTaskBackend):
     def get_result(self, result_id: str) -> TaskResult:  # type: ignore[type-arg]
         from djworker import message
         from djworker.backend_results import to_task_result
-        from djworker.backend_runner import FrameworkTask
+        from djworker.exceptions import UnknownTask
         from djworker.models.results import TaskResult as ResultRow
-        from djworker.task_definition import registry
+        from djworker.task_lookup import framework_task
 
         if (
             not isinstance(result_id, str)
@@ -160,11 +160,11 @@ class WorkerBackend(BaseTaskBackend):
         row = ResultRow.objects.filter(id=result_id, backend=self.alias).first()
         if row is None:
             raise TaskResultDoesNotExist(result_id)
-        registered = registry.get(row.task_name)
-        if not isinstance(registered, FrameworkTask):
-            raise TaskResultDoesNotExist(
-                f"{result_id}: its task {row.task_name!r} is not registered in this process"
-            )
+        try:
+            registered = framework_task(row.task_name)
+        except UnknownTask as exc:
+            # A TaskResult needs its Task: a result whose task no longer imports has none.
+            raise TaskResultDoesNotExist(f"{result_id}: {exc}") from exc
         return to_task_result(row, registered.task_for_row(row))
 
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:

@@ -24,6 +24,7 @@ from djworker.exceptions import UnknownTask
 from djworker.task_definition import Task, get_task, registry
 
 if TYPE_CHECKING:
+    from djworker.backend_runner import FrameworkTask
     from djworker.message import Envelope
 
 
@@ -35,12 +36,16 @@ def task_for_message(envelope: Envelope) -> Task[Any, Any]:
     except UnknownTask:
         if "django_task" not in envelope:
             raise
-    return _import_framework_task(name)
+    return framework_task(name)
 
 
-def _import_framework_task(name: str) -> Task[Any, Any]:
-    from djworker.backend_runner import FrameworkTask
+def framework_task(name: str) -> FrameworkTask:
+    """The django.tasks task registered as ``name``, imported if it is not yet (see above)."""
+    from djworker.backend_runner import FrameworkTask, register
 
+    registered = registry.get(name)
+    if isinstance(registered, FrameworkTask):
+        return registered
     module = name.rpartition(".")[0]
     if not _in_an_installed_app(module):
         raise UnknownTask(
@@ -48,15 +53,32 @@ def _import_framework_task(name: str) -> Task[Any, Any]:
             "belongs to no installed app, so it is not imported"
         )
     try:
-        import_string(name)
+        imported = import_string(name)
     except Exception as exc:
         raise UnknownTask(f"task {name!r} could not be imported: {exc}") from exc
     registered = registry.get(name)
+    if registered is None and _is_worker_backend_task(imported, name):
+        # Imported while TASKS named another backend for it, or dropped from the registry.
+        register(imported)
+        registered = registry.get(name)
     if not isinstance(registered, FrameworkTask):
         raise UnknownTask(
             f"task {name!r} imports, but is not a django.tasks task of a djworker backend"
         )
     return registered
+
+
+def _is_worker_backend_task(value: Any, name: str) -> bool:
+    from djworker.backend import WorkerBackend
+    from djworker.tasks_framework import InvalidTaskBackend
+    from djworker.tasks_framework import Task as FrameworkTaskDefinition
+
+    if not isinstance(value, FrameworkTaskDefinition) or value.module_path != name:
+        return False
+    try:
+        return isinstance(value.get_backend(), WorkerBackend)
+    except InvalidTaskBackend:
+        return False
 
 
 def _in_an_installed_app(module: str) -> bool:

@@ -585,6 +585,23 @@ def test_an_import_that_fails_is_the_refusal_recorded() -> None:
         task_for_message(framework_envelope("tests.taskapp.framework_tasks.TaskContext"))
 
 
+def test_get_result_finds_the_task_of_a_result_this_process_has_not_registered() -> None:
+    result = tasks.calculate_meaning_of_life.enqueue()
+    registry.pop(tasks.calculate_meaning_of_life.module_path)
+    assert default_task_backend.get_result(result.id) == result
+    assert isinstance(registry[tasks.calculate_meaning_of_life.module_path], FrameworkTask)
+
+
+def test_get_result_of_a_task_that_no_longer_imports_says_why() -> None:
+    from djworker import result_store
+
+    envelope = framework_envelope("tests.taskapp.framework_tasks.renamed_since")
+    result_store.record_enqueued(envelope, backend="default", task_priority=0)
+    with pytest.raises(TaskResultDoesNotExist, match="could not be imported") as missing:
+        default_task_backend.get_result("lookup-1")
+    assert isinstance(missing.value.__cause__.__cause__, ImportError)
+
+
 def test_a_retried_run_keeps_the_first_start_and_counts_every_attempt(tmp_path: Any) -> None:
     result = tasks.fail_until.enqueue(str(tmp_path), 2)
     first = run_in_process(result.id, hostname="w1")
