@@ -47,6 +47,7 @@ KOMBU_PRIVATE_MEMBERS = [
     Member(VIRTUAL_CHANNEL, "_get_message_priority"),
     Member(VIRTUAL_CHANNEL, "_tag_to_queue"),
     Member(VIRTUAL_CHANNEL, "_inplace_augment_message"),
+    Member(VIRTUAL_CHANNEL, "_active_queues"),
     # redis (djworker/transport/redis.py)
     Member(REDIS_QOS, "_delivered"),
     Member(REDIS_QOS, "_dirty"),
@@ -122,7 +123,7 @@ def test_each_private_kombu_member_the_transports_use_exists(member: Member) -> 
 
 
 def _uses(tree: ast.AST) -> list[tuple[str, str, int]]:
-    """(``self``/``super()``/``self.connection``, name, line) for each private member used."""
+    """(``self``/``super()``/``self.connection``/``channel``, name, line) per private use."""
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute):
@@ -155,6 +156,8 @@ def _uses(tree: ast.AST) -> list[tuple[str, str, int]]:
             and target.value.id == "self"
         ):
             found.append(("self.connection", name, node.lineno))
+        elif isinstance(target, ast.Name) and target.id == "channel":
+            found.append(("channel", name, node.lineno))  # one of a transport's channels
     return found
 
 
@@ -192,6 +195,8 @@ def used_private_members() -> list[tuple[Member, str]]:
                 base = _first_kombu_class(cls)
                 if target == "self.connection":  # a channel's connection is its transport
                     base = importlib.import_module(base.__module__).Transport
+                elif target == "channel":  # a transport's channel, of the same kombu module
+                    base = importlib.import_module(base.__module__).Channel
                 owner = next(k for k in base.__mro__ if k.__module__.startswith("kombu"))
                 owner_path = f"{owner.__module__}:{owner.__qualname__}"
                 used.append((Member(owner_path, name), f"{path.name}:{line}"))
@@ -227,3 +232,85 @@ def test_the_list_names_no_member_the_transports_no_longer_use() -> None:
         if (canonical(m.owner), m.name) not in used
     ]
     assert not stale, f"remove from KOMBU_PRIVATE_MEMBERS what no transport uses: {stale}"
+
+
+# -- the whole package: every private member of another object is djworker's, kombu's, or named --
+
+PACKAGE_DIR = TRANSPORT_DIR.parent
+
+#: private members of other libraries that djworker uses outside its transports, by name, with
+#: their owner: none is kombu's, so none belongs in KOMBU_PRIVATE_MEMBERS
+OTHER_PRIVATE_MEMBERS = {
+    "_meta": "Django's Model (documented as the Model _meta API)",
+    "_exit": "os",
+    "_replace": "urllib.parse.SplitResult (a namedtuple)",
+    "_str": "traceback.TracebackException (Python 3.11+)",
+    "_connection_pools": "Django's PostgreSQL DatabaseWrapper",
+    "_pool": "psycopg_pool.ConnectionPool",
+    "_closed": "psycopg_pool.ConnectionPool",
+}
+
+
+def _is_own_target(target: ast.AST) -> bool:
+    return (isinstance(target, ast.Name) and target.id in ("self", "cls")) or (
+        isinstance(target, ast.Call)
+        and isinstance(target.func, ast.Name)
+        and target.func.id == "super"
+    )
+
+
+def _private_names_defined(tree: ast.AST) -> set[str]:
+    """Private names a djworker module defines: functions, class attributes, ``self._x = ...``."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.ctx, ast.Store)
+            and _is_own_target(node.value)
+        ):
+            names.add(node.attr)
+    return {name for name in names if name.startswith("_") and not name.startswith("__")}
+
+
+def _private_uses_on_other_objects(tree: ast.AST) -> list[tuple[str, int]]:
+    """``obj._name`` and ``getattr(obj, "_name")`` where ``obj`` is not ``self``/``cls``."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            name, target = node.attr, node.value
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("getattr", "hasattr", "setattr")
+            and len(node.args) >= 2
+            and isinstance(node.args[1], ast.Constant)
+            and isinstance(node.args[1].value, str)
+        ):
+            name, target = node.args[1].value, node.args[0]
+        else:
+            continue
+        if name.startswith("_") and not name.startswith("__") and not _is_own_target(target):
+            found.append((name, node.lineno))
+    return found
+
+
+def test_every_private_member_djworker_uses_on_another_object_is_its_own_or_listed() -> None:
+    """A private kombu member reached through a local variable (``channel._x``, ``qos._x``) or
+    from outside the transports is listed too."""
+    trees = {path: ast.parse(path.read_text()) for path in sorted(PACKAGE_DIR.rglob("*.py"))}
+    own = set().union(*(_private_names_defined(tree) for tree in trees.values()))
+    kombu_names = {m.name for m in KOMBU_PRIVATE_MEMBERS}
+    unlisted = sorted(
+        f"{name} ({path.relative_to(PACKAGE_DIR.parent)}:{line})"
+        for path, tree in trees.items()
+        for name, line in _private_uses_on_other_objects(tree)
+        if name not in own and name not in kombu_names and name not in OTHER_PRIVATE_MEMBERS
+    )
+    assert not unlisted, (
+        "private members of another library, in neither KOMBU_PRIVATE_MEMBERS nor "
+        "OTHER_PRIVATE_MEMBERS: " + ", ".join(unlisted)
+    )
