@@ -19,7 +19,7 @@ from typing import Any
 
 from djworker import bounds
 from djworker.concurrency.registry import pools_with, spoken
-from djworker.exceptions import ConfigurationError
+from djworker.exceptions import CommandRefused
 from djworker.models import CommandAction, ControlCommand
 from djworker.running_worker import RunningWorker
 
@@ -75,11 +75,11 @@ def shrink(worker: RunningWorker, command: ControlCommand) -> Future[str]:
 def _resize_command(worker: RunningWorker, command: ControlCommand, *, sign: int) -> Future[str]:
     n, largest = command.argument, worker.config.max_concurrency
     if not 1 <= n <= largest:
-        raise ConfigurationError(
+        raise CommandRefused(
             f"{command.action} needs N from 1 to {largest} ({bounds.SETTING}); got {n}"
         )
     if not worker.pool.supports_autoscale:
-        raise ConfigurationError(
+        raise CommandRefused(
             f"the {worker.pool.describe()} pool cannot change its size; "
             f"use {spoken(pools_with('supports_autoscale'))}"
         )
@@ -104,7 +104,7 @@ def resize_by(worker: RunningWorker, delta: int) -> str:
     after = worker.resize(target - before)
     verb = "grew" if delta > 0 else "shrank"
     if after == before:
-        raise ConfigurationError(f"size stays {before}{note}")
+        raise CommandRefused(f"size stays {before}{note}")
     return f"{verb} {before}→{after}{note}"
 
 
@@ -122,7 +122,7 @@ def restart_pool(worker: RunningWorker, command: ControlCommand) -> str | Future
 
 def terminate(worker: RunningWorker, command: ControlCommand) -> Future[str]:
     if not worker.pool.supports_terminate:
-        raise ConfigurationError(
+        raise CommandRefused(
             f"the {worker.pool.describe()} pool cannot terminate a running task; "
             f"{spoken(pools_with('supports_terminate'), 'and')} can"
         )
@@ -191,7 +191,7 @@ def control_action(action: str) -> ControlAction:
     """The table entry for ``action``; refuses an action the table does not know."""
     entry = CONTROL_ACTIONS.get(action)
     if entry is None:
-        raise ConfigurationError(
+        raise CommandRefused(
             f"unknown control action {action!r}; allowed: {', '.join(CONTROL_ACTIONS)}"
         )
     return entry

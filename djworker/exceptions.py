@@ -1,6 +1,7 @@
 """Every error djworker raises on purpose, under one root.
 
-Configuration mistakes are also ``ImproperlyConfigured`` so Django tooling treats them as such.
+Configuration mistakes are also ``ImproperlyConfigured`` so Django tooling treats them as such;
+what a running worker refuses to do is an ``OperationRefused`` instead.
 Messages name the bad value and what is allowed.
 """
 
@@ -52,7 +53,16 @@ class ResultTimeout(DjworkerError, TimeoutError):
 
 
 class OperationRefused(DjworkerError):
-    """An operator's retry or revoke that cannot be done; the message says why."""
+    """An operator's retry, revoke or control command that cannot be done; the message says why.
+
+    A refusal at run time, not a configuration mistake: nothing about the settings is wrong.
+    """
+
+
+class CommandRefused(OperationRefused):
+    """A control command the running worker cannot carry out (a pool that cannot resize or
+    terminate, a size out of bounds, an unknown action); the command row is FAILED with this
+    message."""
 
 
 class TaskRevoked(DjworkerError):
