@@ -25,7 +25,7 @@ class Job:
     """One task run handed to a pool.
 
     ``token`` identifies the job to the consumer (it maps back to the broker message);
-    ``envelope`` is the validated message body as a dict (see ``djworker.message``).
+    ``envelope`` is the validated message body (``djworker.message.Envelope``).
     """
 
     token: int

@@ -26,6 +26,26 @@ def test_a_custom_pool_given_by_dotted_path_runs_tasks(
     assert "pool:        example_project.pools:ExecutorPool" in worker.output
 
 
+def test_a_pool_added_in_one_file_of_the_project_runs_tasks_when_named_by_dotted_path(
+    worker_factory: Callable[..., WorkerProcess], redis_url: str, use_broker: Callable[..., object]
+) -> None:
+    """example_project/pools.py:LoggingThreadPool, a threads pool subclass that logs each job."""
+    queue = unique_queue()
+    use_broker(redis_url)
+    worker = worker_factory(
+        "--pool=example_project.pools:LoggingThreadPool",
+        "-c",
+        "2",
+        "-Q",
+        queue,
+        broker_url=redis_url,
+    )
+    result = tasks.add.apply_async((40, 2), queue=queue)
+    assert AsyncResult(result.id).get(timeout=20) == 42
+    assert "pool:        example_project.pools:LoggingThreadPool" in worker.output
+    worker.wait_for_output(f"example pool: task=tests.taskapp.tasks.add id={result.id} handed")
+
+
 def test_pool_custom_takes_the_class_from_the_environment(
     worker_factory: Callable[..., WorkerProcess], redis_url: str, use_broker: Callable[..., object]
 ) -> None:
