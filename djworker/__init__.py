@@ -1,7 +1,7 @@
 """djworker: a managed background-task worker for Django.
 
-Public surface: ``task`` (the decorator), ``Task``, ``AsyncResult``, ``progress`` (called
-inside a running task) and ``__version__``.
+Public surface: ``task`` (the decorator), ``Task``, ``AsyncResult``, ``Arguments`` (one call
+of ``Task.enqueue_many``), ``progress`` (called inside a running task) and ``__version__``.
 """
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["AsyncResult", "Task", "__version__", "progress", "task"]
+__all__ = ["Arguments", "AsyncResult", "Task", "__version__", "progress", "task"]
 
 if TYPE_CHECKING:
+    from djworker.bulk_publish import Arguments
     from djworker.result import AsyncResult
     from djworker.task_definition import Task, task
     from djworker.task_progress import progress
@@ -31,6 +32,10 @@ def __getattr__(name: str) -> Any:
         # Kept here: tasks call it in loops, and this hook runs on every missing attribute.
         globals()["progress"] = progress
         return progress
+    if name == "Arguments":
+        from djworker.bulk_publish import Arguments
+
+        return Arguments
     if name == "AsyncResult":
         from djworker.result import AsyncResult
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
-from kombu import Connection, Exchange, Producer, Queue
+from kombu import Connection, Exchange, Producer, Queue, serialization
 
 from djworker import message
 from djworker.broker_conf import redact_url
+from djworker.exceptions import PublishInterrupted
 from djworker.log_safety import get_logger
 from djworker.message import Envelope
 
@@ -120,6 +121,52 @@ class Broker:
             self.close()  # the next publish starts from a fresh connection
             raise
 
+    def publish_many(self, envelopes: Sequence[Envelope]) -> None:
+        """Publish envelopes ``message.build`` made, in order; ``PublishInterrupted`` on failure.
+
+        On ``django://`` and Redis each run of envelopes for one queue is one round trip, all
+        or none (see the channels' ``publish_many``); on RabbitMQ they are published one by
+        one on the same channel. ``PublishInterrupted.published`` counts the envelopes that
+        went out before the failure, which is its cause.
+        """
+        producer = self._producer()
+        published = 0
+        try:
+            for queue, run in _runs_by_queue(envelopes):
+                self._declare(producer, queue)
+                if isinstance(producer.channel, BatchChannel):
+                    publish_run = producer.connection.ensure(
+                        producer, self._publish_run, **PUBLISH_RETRY_POLICY
+                    )
+                    publish_run(producer, queue, run)
+                    published += len(run)
+                    continue
+                for envelope in run:
+                    self.publish(envelope, validated=True)
+                    published += 1
+        except Exception as exc:
+            self.close()
+            raise PublishInterrupted(
+                f"published {published} of {len(envelopes)} messages", published=published
+            ) from exc
+
+    def _publish_run(self, producer: Producer, queue: str, envelopes: list[Envelope]) -> None:
+        channel = producer.channel  # a retry after a reconnect brings a new one
+        messages = []
+        for envelope in envelopes:
+            content_type, content_encoding, body = serialization.dumps(envelope, "json")
+            messages.append(
+                channel.prepare_message(
+                    body,
+                    self.broker_priority(envelope["priority"]),
+                    content_type,
+                    content_encoding,
+                    _headers(envelope),
+                    {"delivery_mode": 2},
+                )
+            )
+        channel.publish_many(queue, messages)
+
     def close(self) -> None:
         connection = getattr(self._local, "connection", None)
         if connection is not None and getattr(self._local, "pid", None) == os.getpid():
@@ -128,6 +175,24 @@ class Broker:
             except Exception:  # pragma: no cover - closing a broken connection
                 logger.debug("error closing producer connection", exc_info=True)
         self._local.connection = None
+
+
+@runtime_checkable
+class BatchChannel(Protocol):
+    """A kombu channel of djworker's that writes many messages of one queue in one round trip."""
+
+    def publish_many(self, queue: str, messages: Sequence[dict[str, Any]]) -> None: ...
+
+
+def _runs_by_queue(envelopes: Sequence[Envelope]) -> list[tuple[str, list[Envelope]]]:
+    """The envelopes in order, in runs of one queue each."""
+    runs: list[tuple[str, list[Envelope]]] = []
+    for envelope in envelopes:
+        if runs and runs[-1][0] == envelope["queue"]:
+            runs[-1][1].append(envelope)
+        else:
+            runs.append((envelope["queue"], [envelope]))
+    return runs
 
 
 def _headers(envelope: Envelope) -> dict[str, Any]:

@@ -7,7 +7,12 @@ Messages name the bad value and what is allowed.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.core.exceptions import ImproperlyConfigured
+
+if TYPE_CHECKING:
+    from djworker.result import AsyncResult
 
 
 class DjworkerError(Exception):
@@ -63,6 +68,21 @@ class CommandRefused(OperationRefused):
     """A control command the running worker cannot carry out (a pool that cannot resize or
     terminate, a size out of bounds, an unknown action); the command row is FAILED with this
     message."""
+
+
+class PublishInterrupted(DjworkerError):
+    """Publishing many calls stopped at a failure (its cause): the first ``published`` went out.
+
+    ``results`` holds the ``AsyncResult`` of every call, in order: ``results[:published]`` were
+    published, the rest were not and left no result row.
+    """
+
+    def __init__(
+        self, message: str, *, published: int, results: list[AsyncResult] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.published = published
+        self.results = results or []
 
 
 class TaskRevoked(DjworkerError):

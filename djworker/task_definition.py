@@ -7,9 +7,9 @@ Only tasks in this registry ever run in a worker; a message cannot name an arbit
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack, overload
 
 from django.utils import timezone
 
@@ -31,6 +31,8 @@ logger = get_logger(__name__)
 
 #: task name -> Task; filled by the decorator when an app's ``tasks.py`` is imported
 registry: dict[str, Task[Any, Any]] = {}
+#: calls per batch of ``Task.enqueue_many``: one insert of rows and one broker round trip each
+DEFAULT_BATCH_SIZE = 500
 #: what a redacted argument is stored as (``@task(redact_args=True)``)
 REDACTED = "[redacted]"
 
@@ -48,6 +50,18 @@ def get_task(name: str) -> Task[Any, Any]:
         return registry[name]
     except KeyError:
         raise UnknownTask(f"task {name!r} is not registered in this worker") from None
+
+
+class CallOptions(TypedDict, total=False):
+    """The options of one call, as ``apply_async`` and ``enqueue_many`` take them."""
+
+    countdown: float | None
+    eta: datetime | None
+    expires: float | datetime | None
+    queue: str | None
+    priority: int | None
+    time_limit: float | None
+    soft_time_limit: float | None
 
 
 class Task(Generic[P, R]):
@@ -173,14 +187,8 @@ class Task(Generic[P, R]):
         args: tuple[Any, ...] | list[Any] | None = None,
         kwargs: dict[str, Any] | None = None,
         *,
-        countdown: float | None = None,
-        eta: datetime | None = None,
-        expires: float | datetime | None = None,
-        queue: str | None = None,
-        priority: int | None = None,
         task_id: str | None = None,
-        time_limit: float | None = None,
-        soft_time_limit: float | None = None,
+        **options: Unpack[CallOptions],
     ) -> AsyncResult:
         """Publish a run of this task; options override the task's own for this call."""
         from djworker import broker, result_store
@@ -189,30 +197,13 @@ class Task(Generic[P, R]):
         args = list(args or ())
         kwargs = dict(kwargs or {})
         message.ensure_json(args, kwargs)
-        if countdown is not None and eta is not None:
-            raise ValueError("give countdown or eta, not both")
         now = timezone.now()
-        if countdown is not None:
-            eta = _after(now, countdown, "countdown")
-        if eta is not None and timezone.is_naive(eta):
-            raise ValueError(f"eta must be timezone-aware; got {eta!r}")
-        if isinstance(expires, int | float):
-            expires = _after(now, expires, "expires")
-        for option, moment in (("eta", eta), ("expires", expires)):
-            if isinstance(moment, datetime) and (problem := message.out_of_range(moment)):
-                raise ValueError(f"{option} {problem}; got {moment.isoformat()}")
         envelope = message.build(
             task_id=task_id or str(uuid.uuid4()),
             task_name=self.name,
             args=args,
             kwargs=kwargs,
-            queue=parse_queues(queue, name="queue")[0] if queue else self.queue or DEFAULT_QUEUE,
-            priority=self.priority if priority is None else _check_priority(priority, "call"),
-            eta=eta,
-            expires=expires,
-            time_limit=time_limit,
-            soft_time_limit=soft_time_limit,
-            enqueued_at=now,
+            **self.call_options(now=now, **options),
         )
         stored = False if self.ignore_result else result_store.record_enqueued(envelope)
         try:
@@ -225,6 +216,65 @@ class Task(Generic[P, R]):
             "published task=%s id=%s queue=%s", self.name, envelope["id"], envelope["queue"]
         )
         return AsyncResult(envelope["id"])
+
+    def enqueue_many(
+        self,
+        calls: Iterable[Any],
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        **options: Unpack[CallOptions],
+    ) -> list[AsyncResult]:
+        """Publish many runs of this task at once; one ``AsyncResult`` per call, in order.
+
+        Each call is a tuple or list of positional arguments, a dict of keyword arguments, or
+        ``djworker.Arguments(*args, **kwargs)``. The options (those of ``apply_async`` but
+        ``task_id``) apply to every call. Every call is checked before anything is published;
+        then each batch of ``batch_size`` calls is one insert of its result rows and one broker
+        round trip. Inside ``transaction.atomic`` the calls are published when the transaction
+        commits, never if it rolls back. See ``djworker.bulk_publish``.
+        """
+        from djworker import bulk_publish
+
+        return bulk_publish.enqueue_many(
+            self,
+            calls,
+            batch_size=batch_size,
+            options=self.call_options(now=timezone.now(), **options),
+        )
+
+    def call_options(
+        self,
+        *,
+        now: datetime,
+        countdown: float | None = None,
+        eta: datetime | None = None,
+        expires: float | datetime | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        time_limit: float | None = None,
+        soft_time_limit: float | None = None,
+    ) -> dict[str, Any]:
+        """A call's options, checked, as ``message.build`` takes them (with ``enqueued_at``)."""
+        if countdown is not None and eta is not None:
+            raise ValueError("give countdown or eta, not both")
+        if countdown is not None:
+            eta = _after(now, countdown, "countdown")
+        if eta is not None and timezone.is_naive(eta):
+            raise ValueError(f"eta must be timezone-aware; got {eta!r}")
+        if isinstance(expires, int | float):
+            expires = _after(now, expires, "expires")
+        for option, moment in (("eta", eta), ("expires", expires)):
+            if isinstance(moment, datetime) and (problem := message.out_of_range(moment)):
+                raise ValueError(f"{option} {problem}; got {moment.isoformat()}")
+        return {
+            "queue": parse_queues(queue, name="queue")[0] if queue else self.queue or DEFAULT_QUEUE,
+            "priority": self.priority if priority is None else _check_priority(priority, "call"),
+            "eta": eta,
+            "expires": expires,
+            "time_limit": time_limit,
+            "soft_time_limit": soft_time_limit,
+            "enqueued_at": now,
+        }
 
     # -- how a worker runs and records one run: execution.py calls these, so a task kind with
     # its own bookkeeping (django.tasks results, see backend_runner.py) overrides them only.
