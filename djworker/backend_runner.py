@@ -96,6 +96,19 @@ def send(signal: Any, result: TaskResult) -> None:  # type: ignore[type-arg]
     signals.send_robust(signal, sender, task_result=result)
 
 
+def send_finished(row: ResultRow) -> None:
+    """``task_finished`` for a django.tasks call that ended without a run (revoked)."""
+    from djworker.exceptions import UnknownTask
+    from djworker.task_lookup import framework_task
+
+    try:
+        registered = framework_task(row.task_name)
+    except UnknownTask as exc:
+        logger.warning("id=%s ended, task_finished not sent: %s", row.id, exc)
+        return
+    send(task_finished, to_task_result(row, registered.task_for_row(row)))
+
+
 @receiver(setting_changed)
 def _forget_backends(*, setting: str, **kwargs: Any) -> None:
     # Django makes new backends when TASKS changes (override_settings in tests): what was

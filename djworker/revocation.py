@@ -39,6 +39,11 @@ def revoke(task_id: str, *, by: str) -> TaskResult:
         raise OperationRefused(
             f"no task with id {task_id!r} (a task with ignore_result has no row to revoke)"
         )
+    if revoked and row.backend:
+        # A django.tasks call ends here, not in a worker: its task_finished is sent here.
+        from djworker.backend_runner import send_finished
+
+        send_finished(row)
     if revoked or row.revoked_at is not None:
         return row
     if row.status == TaskStatus.RUNNING:

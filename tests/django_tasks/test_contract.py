@@ -429,6 +429,25 @@ def test_a_run_the_delivery_cap_refuses_is_failed_and_sends_task_finished_once(
     assert finished.errors == ["djworker.exceptions.DeliveryLimitExceeded"]
 
 
+def test_a_revoked_call_is_failed_and_sends_task_finished_once(
+    signal_recorder: SignalRecorder,
+) -> None:
+    from djworker import revocation
+
+    result = tasks.calculate_meaning_of_life.enqueue()
+    revocation.revoke(result.id, by="admin")
+    revocation.revoke(result.id, by="admin")  # again: nothing changes, nothing sent
+
+    assert signal_recorder.names(result.id) == ["task_enqueued", "task_finished"]
+    finished = signal_recorder.sent[-1]
+    assert (finished.sender, finished.status) == (WorkerBackend, "FAILED")
+    assert finished.errors == ["djworker.exceptions.TaskRevoked"]
+    result.refresh()
+    assert result.status == TaskResultStatus.FAILED
+    run_in_process(result.id)  # a worker receiving it refuses it, sending nothing more
+    assert signal_recorder.names(result.id) == ["task_enqueued", "task_finished"]
+
+
 def test_a_failing_run_records_the_class_path_and_traceback(
     signal_recorder: SignalRecorder,
 ) -> None:
