@@ -39,6 +39,7 @@ from djworker.option_values import (
     parse_queues,
     parse_seconds,
     parse_size_kib,
+    parse_token,
 )
 
 DEFAULT = "default"
@@ -257,8 +258,6 @@ def read_settings(djworker_settings: Mapping[str, Any] | None = None) -> dict[st
                 djworker_settings["RESULT_EXPIRES"], name="settings.DJWORKER['RESULT_EXPIRES']"
             )
         if "METRICS_TOKEN" in djworker_settings:  # checked here, used by djworker.metrics
-            from djworker.metrics import parse_token
-
             parse_token(djworker_settings["METRICS_TOKEN"])
         if "RESULT_CLEANUP_INTERVAL" in djworker_settings:
             name = "settings.DJWORKER['RESULT_CLEANUP_INTERVAL']"

@@ -19,26 +19,11 @@ from typing import Any
 from django.db.models import Count, Q, Sum
 from django.http import HttpRequest, HttpResponse
 
-from djworker.exceptions import ConfigurationError
+from djworker.option_values import TOKEN_SETTING, parse_token
 
-TOKEN_SETTING = "settings.DJWORKER['METRICS_TOKEN']"
-MIN_TOKEN_CHARS = 16
 #: upper bounds, in seconds, of the task duration histogram's buckets (prometheus_client's own)
 DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
 INSTALL_HINT = 'the metrics view needs prometheus-client: pip install "djworker[metrics]"'
-
-
-def parse_token(value: Any, *, name: str = TOKEN_SETTING) -> str | None:
-    """The bearer token Prometheus sends: None (no token), or 16 or more non-blank characters."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value) < MIN_TOKEN_CHARS or value != value.strip():
-        shown = f"{len(value)} characters" if isinstance(value, str) else repr(value)
-        raise ConfigurationError(
-            f"{name} expects None or a string of at least {MIN_TOKEN_CHARS} characters without "
-            f"surrounding spaces; got {shown}"
-        )
-    return value
 
 
 def configured_token(djworker_settings: Mapping[str, Any] | None = None) -> str | None:

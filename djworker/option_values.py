@@ -14,6 +14,7 @@ from typing import Any
 
 from djworker.broker_conf import MAX_SECONDS, shorten
 from djworker.exceptions import ConfigurationError
+from djworker.name_templates import template_error
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -214,15 +215,13 @@ def parse_profile_name(value: Any, *, name: str) -> str:
 
 def parse_hostname(value: Any, *, name: str) -> str:
     """A worker name or name template (``%h``, ``%n``, ``%d``, ``%i``, ``%%``; see nodename)."""
-    from djworker import nodename
-
     text = parse_text(value, name=name)
     if len(text) > HOSTNAME_MAX_CHARS or not text.isprintable():
         raise ConfigurationError(
             f"{name} expects a worker name of at most {HOSTNAME_MAX_CHARS} printable "
             f"characters; got {len(text)} characters ({shorten(value)!r})"
         )
-    error = nodename.template_error(text)
+    error = template_error(text)
     if error:
         raise ConfigurationError(f"{name}: {error}")
     return text
@@ -241,3 +240,21 @@ def parse_pool(value: Any, *, name: str) -> str:
     raise ConfigurationError(
         f"{name}: unknown pool {pool!r}; choose one of {', '.join(pool_choices())}.{did_you_mean}"
     )
+
+
+#: how ``settings.DJWORKER["METRICS_TOKEN"]`` is named in messages (read by ``djworker.metrics``)
+TOKEN_SETTING = "settings.DJWORKER['METRICS_TOKEN']"
+MIN_TOKEN_CHARS = 16
+
+
+def parse_token(value: Any, *, name: str = TOKEN_SETTING) -> str | None:
+    """The bearer token Prometheus sends: None (no token), or 16 or more non-blank characters."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) < MIN_TOKEN_CHARS or value != value.strip():
+        shown = f"{len(value)} characters" if isinstance(value, str) else repr(value)
+        raise ConfigurationError(
+            f"{name} expects None or a string of at least {MIN_TOKEN_CHARS} characters without "
+            f"surrounding spaces; got {shown}"
+        )
+    return value
