@@ -54,8 +54,8 @@ def framework_task(name: str) -> FrameworkTask:
         )
     try:
         imported = import_string(name)
-    except Exception as exc:
-        raise UnknownTask(f"task {name!r} could not be imported: {exc}") from exc
+    except (Exception, SystemExit) as exc:  # a module that exits on import must not stop us
+        raise UnknownTask(f"task {name!r} could not be imported: {exc!r}") from exc
     registered = registry.get(name)
     if registered is None and _is_worker_backend_task(imported, name):
         # Imported while TASKS named another backend for it, or dropped from the registry.
@@ -88,7 +88,7 @@ def _in_an_installed_app(module: str) -> bool:
     )
 
 
-def refusal(exc: Exception) -> dict[str, str]:
+def refusal(exc: BaseException) -> dict[str, str]:
     """The fields ``result_store.record_refused`` writes for a message refused with ``exc``.
 
     A task that could not be imported is recorded with its import error: the error's class path

@@ -602,6 +602,11 @@ def test_an_import_that_fails_is_the_refusal_recorded() -> None:
     assert "AttributeError" in recorded["traceback"]
     with pytest.raises(UnknownTask, match=r"imports, but is not a django\.tasks task"):
         task_for_message(framework_envelope("tests.taskapp.framework_tasks.TaskContext"))
+    # A module that exits on import is an import error too, not the end of the worker.
+    exits = framework_envelope("tests.taskapp.exits_on_import.task")
+    with pytest.raises(UnknownTask, match="could not be imported: SystemExit") as refused:
+        task_for_message(exits)
+    assert refusal(refused.value)["exception_class"] == "builtins.SystemExit"
 
 
 def test_get_result_finds_the_task_of_a_result_this_process_has_not_registered() -> None:

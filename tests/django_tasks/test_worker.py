@@ -173,8 +173,9 @@ def test_a_worker_killed_mid_task_leaves_no_result_running(
     assert len(result.worker_ids) == 2
 
 
+@pytest.mark.parametrize("pool", POOLS)
 def test_a_run_over_its_delivery_cap_is_failed_unrun_and_sends_task_finished_once(
-    worker_factory: Callable[..., WorkerProcess], tmp_path: Path
+    worker_factory: Callable[..., WorkerProcess], pool: str, tmp_path: Path
 ) -> None:
     queue = unique_queue("dt")
     signal_log = tmp_path / "signals.log"
@@ -182,13 +183,13 @@ def test_a_run_over_its_delivery_cap_is_failed_unrun_and_sends_task_finished_onc
         "DJWORKER_BROKER_TRANSPORT_OPTIONS": json.dumps({"visibility_timeout": 3}),
         "DJWORKER_TEST_SIGNAL_LOG": str(signal_log),
     }
-    first = worker_factory("--pool", "threads", "-c", "1", "-Q", queue, env=env)
+    first = worker_factory("--pool", pool, "-c", "1", "-Q", queue, env=env)
     marker = tmp_path / "started"
     # @task(max_deliveries=1): the delivery after the killed one must not run.
     result = tasks.capped_block_until_killed.using(queue_name=queue).enqueue(str(marker))
     wait_for(marker.exists, timeout_s=30, what="the first run to start")
     first.stop()  # SIGKILL
-    second = worker_factory("--pool", "threads", "-c", "1", "-Q", queue, env=env)
+    second = worker_factory("--pool", pool, "-c", "1", "-Q", queue, env=env)
     finished(result)
 
     assert result.status == TaskResultStatus.FAILED
