@@ -4,7 +4,7 @@ from django.apps import AppConfig
 
 
 class DjworkerConfig(AppConfig):
-    """Registers the ``django://`` transport and autodiscovers every installed app's tasks."""
+    """Wires the system checks and autodiscovers every installed app's tasks."""
 
     name = "djworker"
     verbose_name = "djworker"
@@ -14,7 +14,5 @@ class DjworkerConfig(AppConfig):
         from django.utils.module_loading import autodiscover_modules
 
         from djworker import checks  # noqa: F401  (registers the system checks)
-        from djworker.transport import register_transport
 
-        register_transport()
         autodiscover_modules("tasks")

@@ -11,12 +11,12 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
-from urllib.parse import urlsplit
 
 from kombu import Connection, Exchange, Producer, Queue, serialization
 
 from djworker import message
 from djworker.broker_conf import redact_url
+from djworker.broker_schemes import BrokerConnection, profile_for, scheme_of
 from djworker.exceptions import PublishInterrupted
 from djworker.log_safety import get_logger
 from djworker.message import Envelope
@@ -39,32 +39,14 @@ class Broker:
 
     def __init__(self, *, url: str, transport_options: Mapping[str, Any] | None = None) -> None:
         self.url = url
-        options = dict(transport_options or {})
-        self.scheme = urlsplit(url).scheme.split("+")[0]
-        if self.scheme in ("redis", "rediss"):
-            # kombu's redis transport serves lower numbers first and has four levels by
-            # default; djworker offers ten levels with higher numbers first on every broker.
-            options.setdefault("priority_steps", list(range(message.MAX_PRIORITY + 1)))
-        self.transport_options = options
+        self.scheme = scheme_of(url.split(";")[0])
+        self.profile = profile_for(url)
+        self.transport_options = self.profile.options(transport_options)
         self._local = threading.local()
 
     def connection(self) -> Connection:
-        """A new kombu connection; the caller owns and closes it."""
-        connection = Connection(self.url, transport_options=self.transport_options)
-        if self.scheme in ("redis", "rediss"):
-            from djworker.transport.redis import Transport as RedisTransport
-
-            # Swapped after kombu parsed the URL, which thus keeps its own handling of both
-            # schemes (TLS defaults for rediss://); kombu's global "redis" alias is untouched.
-            connection.transport_cls = RedisTransport
-        elif connection.transport_cls in ("amqp", "amqps", "pyamqp"):
-            from djworker.transport import rabbitmq
-
-            # Likewise: kombu's py-amqp transport, refusing compressed messages (see intake).
-            connection.transport_cls = (
-                rabbitmq.SSLTransport if connection.transport_cls == "amqps" else rabbitmq.Transport
-            )
-        return connection
+        """A new kombu connection on djworker's transport for the URL; the caller closes it."""
+        return BrokerConnection(self.url, transport_options=self.transport_options)
 
     def queue(self, name: str) -> Queue:
         return Queue(
@@ -76,9 +58,7 @@ class Broker:
         )
 
     def broker_priority(self, priority: int) -> int:
-        if self.scheme in ("redis", "rediss"):
-            return message.MAX_PRIORITY - priority
-        return priority
+        return self.profile.broker_priority(priority)
 
     def _producer(self) -> Producer:
         local = self._local

@@ -18,22 +18,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from djworker.broker_schemes import PROFILES, REFUSED
 from djworker.exceptions import ConfigurationError
 
 #: the longest duration a setting accepts (a year): timers cannot hold an unbounded one
 MAX_SECONDS = 365 * 24 * 3600
-
-#: URL scheme -> (the module that runs it, what to pip install if that module cannot be imported)
-TRANSPORTS: dict[str, tuple[str, str]] = {
-    "django": ("", ""),
-    "redis": ("djworker.transport.redis", "djworker[redis]"),
-    "rediss": ("djworker.transport.redis", "djworker[redis]"),
-    "amqp": ("kombu.transport.pyamqp", "djworker"),
-    "amqps": ("kombu.transport.pyamqp", "djworker"),
-    "pyamqp": ("kombu.transport.pyamqp", "djworker"),
-}
-#: schemes of one transport (a failover URL may mix them)
-_FAMILIES = {"rediss": "redis", "amqps": "amqp", "pyamqp": "amqp"}
 
 
 def shorten(value: Any, limit: int = 60) -> Any:
@@ -79,27 +68,33 @@ def parse_broker_url(value: Any, *, name: str) -> str:
     schemes = set()
     for part in url.split(";"):
         scheme = _scheme(part, name=name)
-        if scheme not in TRANSPORTS:
+        allowed = ", ".join(f"{known}://" for known in PROFILES)
+        if scheme in REFUSED:
+            raise ConfigurationError(
+                f"{name} uses {scheme}://, which djworker does not run on: {REFUSED[scheme]}. "
+                f"Use one of {allowed}; got {redact_url(url)!r}"
+            )
+        if scheme not in PROFILES:
             raise ConfigurationError(
                 f"{name} names an unknown transport {scheme!r} in {redact_url(url)!r}; use one of "
-                f"{', '.join(f'{known}://' for known in TRANSPORTS)}"
+                f"{allowed}"
             )
-        schemes.add(_FAMILIES.get(scheme, scheme))
+        schemes.add(PROFILES[scheme].family)
     if len(schemes) > 1:
         raise ConfigurationError(
             f"{name} is a failover URL whose parts must use one transport; got "
             f"{', '.join(sorted(schemes))} in {redact_url(url)!r}"
         )
     first = _scheme(url.split(";")[0], name=name)
-    module, requirement = TRANSPORTS[first]
+    profile = PROFILES[first]
     try:
         # Imported, not looked up: what kombu's module needs differs between kombu versions.
-        if module:
-            importlib.import_module(module)
+        if profile.client_module:
+            importlib.import_module(profile.client_module)
     except ModuleNotFoundError as exc:
         raise ConfigurationError(
             f"{name} uses the {first} transport, which needs {exc.name!r}, not installed: "
-            f"pip install '{requirement}'"
+            f"pip install '{profile.requirement}'"
         ) from None
     return url
 

@@ -20,11 +20,13 @@ import django
 
 def main(argv: list[str]) -> None:
     django.setup()
-    from kombu import Connection, Exchange, Queue
+    from kombu import Exchange, Queue
+
+    from djworker.broker_schemes import BrokerConnection
 
     mode, queue_name = argv[0], argv[1]
     options = {"visibility_timeout": float(argv[2])} if mode == "hold" else {}
-    with Connection("django://", transport_options=options) as connection:
+    with BrokerConnection("django://", transport_options=options) as connection:
         queue = connection.SimpleQueue(Queue(queue_name, Exchange(""), routing_key=queue_name))
         if mode == "drain" and len(argv) > 2:
             queue.consumer.qos(prefetch_count=int(argv[2]))

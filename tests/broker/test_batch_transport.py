@@ -18,6 +18,7 @@ from django.db import connection as db_connection
 from django.test.utils import CaptureQueriesContext
 from kombu import Connection, Exchange, Queue
 
+from djworker.broker_schemes import BrokerConnection
 from djworker.models.broker import QueueMessage
 from djworker.transport.redis import Transport as RedisTransport
 from tests.integration.harness import unique_queue
@@ -30,7 +31,7 @@ COUNT = 60
 def connection(request: pytest.FixtureRequest) -> Iterator[Connection]:
     if request.param == "django":
         request.getfixturevalue("transactional_db")
-        opened = Connection("django://")
+        opened = BrokerConnection("django://")
     else:
         url = request.getfixturevalue("redis_url")
         opened = Connection(url, transport=RedisTransport, transport_options=STEPS)
@@ -101,7 +102,7 @@ def test_a_batch_of_mixed_priorities_is_received_highest_first(connection: Conne
 @pytest.mark.django_db(transaction=True)
 def test_a_django_batch_is_one_insert_statement() -> None:
     queue = unique_queue("batch")
-    with Connection("django://") as connection:
+    with BrokerConnection("django://") as connection:
         channel = connection.default_channel
         messages = prepared(channel, COUNT, lambda n: 0)
         with CaptureQueriesContext(db_connection) as queries:

@@ -23,6 +23,7 @@ from django.db import connection as db_connection
 from kombu import Connection, Exchange, Queue
 from kombu.simple import SimpleQueue
 
+from djworker.broker_schemes import BrokerConnection
 from djworker.models.broker import QueueMessage
 from djworker.transport import Transport
 
@@ -40,7 +41,7 @@ def open_connection() -> Iterator[OpenConnection]:
     opened: list[Connection] = []
 
     def open_(**transport_options: Any) -> Connection:
-        connection = Connection("django://", transport_options=transport_options)
+        connection = BrokerConnection("django://", transport_options=transport_options)
         connection.connect()
         opened.append(connection)
         return connection

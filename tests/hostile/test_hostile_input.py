@@ -16,9 +16,10 @@ import pytest
 import redis
 from django.db import connection
 from django.test import Client
-from kombu import Connection, Producer
+from kombu import Producer
 
 from djworker.broker import Broker
+from djworker.broker_schemes import BrokerConnection
 from djworker.models import QueueMessage, TaskResult
 from djworker.result import AsyncResult
 from tests.faults.conftest import ExecutionLog
@@ -54,7 +55,7 @@ class Publisher:
         self.redis = redis.Redis.from_url(url) if name == "redis" else None
 
     def _connect(self) -> None:
-        self.connection = Connection(self.url)
+        self.connection = BrokerConnection(self.url)
         self.producer = Producer(self.connection, auto_declare=False)
         self.producer.maybe_declare(self.broker.queue(self.queue))
 

@@ -8,9 +8,10 @@ from collections.abc import Callable
 
 import pytest
 from django.db import transaction
-from kombu import Connection, Producer
+from kombu import Producer
 
 from djworker.broker import Broker
+from djworker.broker_schemes import BrokerConnection
 from djworker.conf import DEFAULT_QUEUE
 from djworker.models import TaskResult
 from tests.integration.harness import (
@@ -130,7 +131,7 @@ def test_bad_messages_are_rejected_with_a_reason_and_the_worker_carries_on(
     queue = unique_queue()
     worker = start_worker(worker_factory, broker, "--pool", "solo", "-Q", queue)
     base = {"v": 1, "args": [], "kwargs": {}, "queue": queue, "priority": 0, "attempt": 0}
-    with Connection(broker, transport_options={"visibility_timeout": 3}) as conn:
+    with BrokerConnection(broker, transport_options={"visibility_timeout": 3}) as conn:
         producer = Producer(conn)
         publish = lambda body, **kw: producer.publish(  # noqa: E731
             body, routing_key=queue, declare=[], serializer=kw.pop("serializer", "json"), **kw

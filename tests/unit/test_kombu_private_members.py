@@ -23,6 +23,8 @@ import pytest
 import djworker.transport
 
 TRANSPORT_DIR = Path(djworker.transport.__file__).parent
+#: modules outside the transport package that subclass kombu too
+OTHER_MODULES = {"djworker.broker_schemes": TRANSPORT_DIR.parent / "broker_schemes.py"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ VIRTUAL_CHANNEL = "kombu.transport.virtual:Channel"
 REDIS_CHANNEL = "kombu.transport.redis:Channel"
 REDIS_QOS = "kombu.transport.redis:QoS"
 REDIS_TRANSPORT = "kombu.transport.redis:Transport"
+CONNECTION = "kombu.connection:Connection"
 
 KOMBU_PRIVATE_MEMBERS = [
     # django:// (djworker/transport/__init__.py, channel.py)
@@ -65,6 +68,8 @@ KOMBU_PRIVATE_MEMBERS = [
     Member(REDIS_CHANNEL, "_flush_brpop_reauth", optional="absent before kombu 5.7"),
     Member(REDIS_TRANSPORT, "_callbacks"),
     Member(REDIS_TRANSPORT, "_deliver"),
+    # every scheme (djworker/broker_schemes.py)
+    Member(CONNECTION, "_init_params"),
 ]
 
 
@@ -177,8 +182,11 @@ def _first_kombu_class(cls: type) -> type:
 def used_private_members() -> list[tuple[Member, str]]:
     """Each private kombu member the transports' source uses, and where (``file:line``)."""
     used = []
-    for path in sorted(TRANSPORT_DIR.glob("*.py")):
-        module_name = f"djworker.transport.{path.stem}".removesuffix(".__init__")
+    modules = {
+        f"djworker.transport.{path.stem}".removesuffix(".__init__"): path
+        for path in sorted(TRANSPORT_DIR.glob("*.py"))
+    }
+    for module_name, path in {**modules, **OTHER_MODULES}.items():
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
