@@ -24,35 +24,28 @@ new messages) and ``database`` (the ``DATABASES`` alias, default ``"default"``).
 from __future__ import annotations
 
 from queue import Empty
-from time import monotonic, sleep
+from time import monotonic, sleep, time
 from typing import Any
 
-import kombu.transport
 from django.db import DatabaseError, InterfaceError, InternalError, OperationalError, connections
-from django.db.models import Min
 from django.utils import timezone
 from kombu.transport import virtual
 
 from djworker.log_safety import get_logger
-from djworker.models.broker import QueueMessage
 from djworker.transport.channel import Channel
 from djworker.transport.database import database_errors
 from djworker.transport.leases import ACK_FLUSH_S, LeaseKeeper
-from djworker.transport.listener import NotifyListener
+from djworker.transport.listener import NotifyListener, Wake
+from djworker.transport.operations import operations_for
 
-__all__ = ["Channel", "Transport", "register_transport"]
+__all__ = ["Channel", "Transport"]
 
 logger = get_logger(__name__)
 
-ALIAS = "django"
 DEFAULT_VISIBILITY_TIMEOUT_S = 3600.0
-DEFAULT_POLLING_INTERVAL_S = 0.1
-LISTENING_POLLING_INTERVAL_S = 1.0
-
-
-def register_transport() -> None:
-    """Make ``kombu.Connection("django://")`` resolve to this module's ``Transport``."""
-    kombu.transport.TRANSPORT_ALIASES[ALIAS] = "djworker.transport:Transport"
+# How much older than the last claim that emptied a queue a message may be stamped and still
+# be found by the next claims rather than by the next poll: covers a publisher's commit.
+CLAIM_WINDOW_MARGIN_S = 1.0
 
 
 class Transport(virtual.Transport):
@@ -79,13 +72,15 @@ class Transport(virtual.Transport):
         self.visibility_timeout_s = float(
             options.get("visibility_timeout", DEFAULT_VISIBILITY_TIMEOUT_S)
         )
-        self.listens = connections[self.alias].vendor == "postgresql"
+        self.ops = operations_for(self.alias)
         if options.get("polling_interval") is None:
-            self.polling_interval = (
-                LISTENING_POLLING_INTERVAL_S if self.listens else DEFAULT_POLLING_INTERVAL_S
-            )
-        self.leases = LeaseKeeper(alias=self.alias, visibility_timeout_s=self.visibility_timeout_s)
-        self.listener = NotifyListener(alias=self.alias) if self.listens else None
+            self.polling_interval = self.ops.default_polling_interval_s
+        self.leases = LeaseKeeper(ops=self.ops, visibility_timeout_s=self.visibility_timeout_s)
+        self.listener = NotifyListener(alias=self.alias) if self.ops.listens else None
+        self._quiet: set[str] = set()  # queues found empty since their last NOTIFY
+        self._drained_at: dict[str, float] = {}  # queue -> monotonic time a claim emptied it
+        self._next_poll_at = 0.0  # monotonic time of the next poll of every queue
+        self._next_due_at: float | None = None  # monotonic time the next countdown is due
 
     def driver_version(self) -> str:
         import django
@@ -119,7 +114,13 @@ class Transport(virtual.Transport):
     def drain_events(  # type: ignore[override]  # kombu declares **kwargs, passes timeout
         self, connection: Any, timeout: float | None = None
     ) -> None:
-        """Deliver one message, waiting on NOTIFY (PostgreSQL) or polling while queues are idle."""
+        """Deliver one message, waiting on NOTIFY (PostgreSQL) or polling while queues are idle.
+
+        Where the listener listens, a queue a claim found empty is not claimed from again until
+        a NOTIFY names it, its next countdown message is due, or the next poll (every
+        ``polling_interval``) comes: an idle consumer sends no query per wake-up, and one woken
+        by NOTIFY claims at once.
+        """
         deadline = None if timeout is None else monotonic() + timeout
         cycle = self.cycle
         assert cycle is not None  # built by virtual.Transport.__init__
@@ -128,49 +129,95 @@ class Transport(virtual.Transport):
             queues = self._consumed_queues()
             if self.listener is not None:
                 self.listener.listen(queues)
+            self._poll_if_due(queues)
             try:
                 cycle.get(self._deliver, timeout=timeout)
                 return
             except Empty:
                 pass
             self.leases.flush()  # going idle: nothing to batch the pending acks with
-            wait_s = self._idle_wait_s(queues, deadline)
+            wait_s = self._idle_wait_s(deadline)
             if wait_s is None:
                 raise TimeoutError()  # socket.timeout, which kombu expects
             if self.listener is not None:
-                self.listener.wait(wait_s)
+                self._heard(self.listener.wait(wait_s))
             else:
                 sleep(wait_s)
 
-    def _idle_wait_s(self, queues: list[str], deadline: float | None) -> float | None:
-        """How long to wait before polling again; None once ``deadline`` has passed."""
-        wait_s = float(self.polling_interval or 0)
-        if deadline is not None:
-            remaining = deadline - monotonic()
-            if remaining <= 0:
-                return None
-            wait_s = min(wait_s, remaining)
-        if queues:
-            # An eta or an expired lease makes a message visible without any NOTIFY.
-            next_due = self._next_due_in_s(queues)
-            if next_due is not None:
-                wait_s = min(wait_s, next_due)
-        return wait_s
+    # -- which queues to claim from ---------------------------------------------------------------
 
-    def _next_due_in_s(self, queues: list[str]) -> float | None:
-        """Seconds until the next invisible message of ``queues`` turns visible, if any.
+    def is_quiet(self, queue: str) -> bool:
+        """True if ``queue`` needs no claim: found empty, and nothing announced since."""
+        return queue in self._quiet
 
-        Only future rows count: due rows left unclaimed (prefetch full) must not make the
-        consumer spin.
+    def found_empty(self, queue: str) -> None:
+        """A claim took every message of ``queue`` it could see.
+
+        While listening, the queue is not claimed from again until a NOTIFY names it; and the
+        next claims look only at messages due since (see ``claim_window_s``).
         """
+        self._drained_at[queue] = monotonic()
+        if self.listener is not None and self.listener.listening:
+            self._quiet.add(queue)
+
+    def claim_window_s(self, queue: str) -> float | None:
+        """How far back a claim of ``queue`` must look for due messages; None: all the way.
+
+        Nothing due before the last claim that emptied the queue can still wait, except a
+        message stamped more than ``CLAIM_WINDOW_MARGIN_S`` before it became visible (published
+        inside a long transaction, given back by a worker whose clock is behind): the poll
+        every ``polling_interval`` looks all the way back and finds those.
+        """
+        drained_at = self._drained_at.get(queue)
+        if drained_at is None:
+            return None
+        return monotonic() - drained_at + CLAIM_WINDOW_MARGIN_S
+
+    def _heard(self, wake: Wake) -> None:
+        if wake.blind:
+            self._quiet.clear()
+            return
+        self._quiet -= wake.ready
+        if wake.next_due_epoch_s is not None:
+            due_at = monotonic() + max(0.0, wake.next_due_epoch_s - time())
+            if self._next_due_at is None or due_at < self._next_due_at:
+                self._next_due_at = due_at
+
+    def _poll_if_due(self, queues: list[str]) -> None:
+        """Every ``polling_interval`` (and when a countdown falls due), look at every queue.
+
+        Claims from every queue again, gives back messages whose lease ran out (a dead
+        worker's) and reads when the next countdown message is due: what no NOTIFY announces.
+        """
+        now_s = monotonic()
+        countdown_due = self._next_due_at is not None and now_s >= self._next_due_at
+        if now_s < self._next_poll_at and not countdown_due:
+            return
+        self._quiet.clear()
+        self._drained_at.clear()
+        self._next_poll_at = now_s + float(self.polling_interval or 0)
+        self._next_due_at = None
+        if not queues:
+            return
         now = timezone.now()
         with database_errors(self.alias):
-            due = (
-                QueueMessage.objects.using(self.alias)
-                .filter(queue__in=queues, visible_at__gt=now)
-                .aggregate(first=Min("visible_at"))["first"]
-            )
-        return None if due is None else max(0.0, (due - now).total_seconds())
+            for queue in queues:
+                self.ops.release_expired(queue, now=now)
+            due = self.ops.next_due(queues, now=now)
+        if due is not None:
+            self._next_due_at = now_s + max(0.0, (due - now).total_seconds())
+
+    def _idle_wait_s(self, deadline: float | None) -> float | None:
+        """How long to wait before polling again; None once ``deadline`` has passed."""
+        now_s = monotonic()
+        wake_at = self._next_poll_at
+        if self._next_due_at is not None:
+            wake_at = min(wake_at, self._next_due_at)
+        if deadline is not None:
+            if deadline <= now_s:
+                return None
+            wake_at = min(wake_at, deadline)
+        return max(0.0, wake_at - now_s)
 
     def _consumed_queues(self) -> list[str]:
         seen: dict[str, None] = {}

@@ -9,18 +9,15 @@ their consumer is cancelled or the channel closes.
 
 from __future__ import annotations
 
-import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from queue import Empty
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import DatabaseError, connections, transaction
-from django.db.models import CharField, F, Q, QuerySet, Value
-from django.db.models.functions import Cast, Concat
+from django.db import DatabaseError
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from kombu.transport import virtual
 from kombu.utils.json import dumps
@@ -29,35 +26,19 @@ from djworker.busy import retry_when_busy
 from djworker.log_safety import get_logger
 from djworker.message import out_of_range
 from djworker.models.broker import QueueMessage
-from djworker.transport import intake, postgres
+from djworker.transport import intake
 from djworker.transport.database import database_errors, redeliverable_transaction
-from djworker.transport.listener import notify_channel
+from djworker.transport.operations import Claim
 
 if TYPE_CHECKING:
     from djworker.transport import Transport
 
 logger = get_logger(__name__)
 
-# Within one priority the message due longest goes first; id breaks ties. This is the order of
-# djworker_qmsg_fetch_idx, so the claim reads the index instead of sorting the backlog.
-FETCH_ORDER = ("-priority", "visible_at", "id")
-# Rows the optimistic claim (databases without SKIP LOCKED) tries per round before re-reading.
-CLAIM_CANDIDATES = 10
-CLAIM_ROUNDS = 5
 # The most messages one claim leases, whatever the prefetch window: bounds a claim
 # transaction and the messages a consumer holds back from its peers at once.
 CLAIM_BATCH_MAX = 100
 MESSAGE_ID_KEY = "djworker_message_id"
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A message this channel has leased; its lease is also its kombu delivery tag."""
-
-    lease: str
-    message_id: int
-    payload: str
-    deliveries: int
 
 
 def due_time(message: dict[str, Any]) -> datetime:
@@ -115,16 +96,13 @@ class Channel(virtual.Channel):
     def __init__(self, connection: Transport, **kwargs: Any) -> None:
         super().__init__(connection, **kwargs)
         self.alias = connection.alias
+        self.ops = connection.ops
         self._no_ack_queues: set[str] = set()
         self._claimed: dict[str, deque[Claim]] = {}  # queue -> claimed, not yet delivered
 
     @property
     def _messages(self) -> QuerySet[QueueMessage]:
         return QueueMessage.objects.using(self.alias)
-
-    @property
-    def _claims_with_skip_locked(self) -> bool:
-        return bool(connections[self.alias].features.has_select_for_update_skip_locked)
 
     def _row(self, queue: str, message: dict[str, Any]) -> QueueMessage:
         return QueueMessage(
@@ -138,16 +116,7 @@ class Channel(virtual.Channel):
         """Insert ``message``, durably: never through ``redeliverable_transaction``."""
         row = self._row(queue, message)
         with database_errors(self.alias):
-            if connections[self.alias].vendor == "postgresql":
-                postgres.insert(self.alias, row, notify=notify_channel(queue))
-                return
-            retry_when_busy(
-                lambda: self._insert(row), alias=self.alias, what=f"publish queue={queue}"
-            )
-
-    def _insert(self, row: QueueMessage) -> None:
-        with transaction.atomic(using=self.alias):
-            row.save(using=self.alias, force_insert=True)
+            self.ops.insert([row])
 
     def publish_many(self, queue: str, messages: Sequence[dict[str, Any]]) -> None:
         """``basic_publish`` of ``messages`` (from ``prepare_message``) to ``queue``, at once.
@@ -158,29 +127,18 @@ class Channel(virtual.Channel):
         for message in messages:
             self._inplace_augment_message(message, "", queue)  # base64 body, delivery tag
         rows = [self._row(queue, message) for message in messages]
+        if not rows:
+            return
         with database_errors(self.alias):
-            if connections[self.alias].vendor == "postgresql":
-                postgres.insert_many(self.alias, rows, notify=notify_channel(queue))
-                return
-            retry_when_busy(
-                lambda: self._insert_many(rows),
-                alias=self.alias,
-                what=f"publish queue={queue} messages={len(rows)}",
-            )
-
-    def _insert_many(self, rows: list[QueueMessage]) -> None:
-        with transaction.atomic(using=self.alias):
-            self._messages.bulk_create(rows)
+            self.ops.insert(rows)
 
     def _notify(self, queue: str) -> None:
-        """Wake consumers LISTENing for ``queue`` (PostgreSQL only).
+        """Wake consumers of ``queue`` (where they listen).
 
         Call it inside the transaction that made the message visible: PostgreSQL delivers the
         notification on commit, so no consumer wakes before it can see the row.
         """
-        if connections[self.alias].vendor == "postgresql":
-            with connections[self.alias].cursor() as cursor:
-                cursor.execute("SELECT pg_notify(%s, '')", [notify_channel(queue)])
+        self.ops.notify(queue)
 
     def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
         """One message of ``queue`` for ``basic_get``: claimed alone, no prefetch to fill."""
@@ -192,6 +150,8 @@ class Channel(virtual.Channel):
     def _get_and_deliver(self, queue: str, callback: Callable[..., Any]) -> None:
         """One message of ``queue`` for a consumer, claiming a batch if none is buffered."""
         while True:
+            if self.connection.is_quiet(queue) and queue not in self._claimed:
+                raise Empty()  # found empty, and no NOTIFY since
             message = self._deliverable(queue, self._next_claim(queue, limit=self._claim_room()))
             if message is not None:
                 callback(message, queue)
@@ -211,11 +171,12 @@ class Channel(virtual.Channel):
         if not buffered:
             if limit <= 0:
                 raise Empty()  # other queues' claims fill the prefetch window
-            take = self._claim_locked if self._claims_with_skip_locked else self._claim_guarded
             with database_errors(self.alias):
                 claims = retry_when_busy(
-                    lambda: take(queue, limit), alias=self.alias, what=f"claim queue={queue}"
+                    lambda: self._claim(queue, limit), alias=self.alias, what=f"claim queue={queue}"
                 )
+            if len(claims) < limit:
+                self.connection.found_empty(queue)
             if not claims:
                 raise Empty()
             buffered = self._claimed.setdefault(queue, deque())
@@ -254,80 +215,18 @@ class Channel(virtual.Channel):
     def _lease_until(self) -> datetime:
         return timezone.now() + timedelta(seconds=self.connection.visibility_timeout_s)
 
-    def _claim_locked(self, queue: str, limit: int) -> list[Claim]:
-        """Claim up to ``limit`` with ``SELECT ... FOR UPDATE SKIP LOCKED`` (PostgreSQL, ...).
-
-        Concurrent workers skip each other's locked rows instead of queueing behind them, so
-        they never contend for the same message. Every row of the batch gets a lease of its own
-        (the batch's token plus its id), so each delivery still has a distinct tag.
-        """
-        token = uuid.uuid4().hex + "."
-        now = timezone.now()
-        rows: list[tuple[int, str, int]]
-        if connections[self.alias].vendor == "postgresql":
-            rows = postgres.claim(
-                self.alias,
-                queue=queue,
-                limit=limit,
-                token=token,
-                now=now,
-                until=self._lease_until(),
-            )
-        else:
-            with redeliverable_transaction(self.alias):
-                rows = list(
-                    self._messages.select_for_update(skip_locked=True)
-                    .filter(queue=queue, visible_at__lte=now)
-                    .order_by(*FETCH_ORDER)
-                    .values_list("pk", "payload", "deliveries")[:limit]
-                )
-                self._messages.filter(pk__in=[row[0] for row in rows]).update(
-                    lease=Concat(Value(token), Cast("pk", output_field=CharField())),
-                    visible_at=self._lease_until(),
-                    deliveries=F("deliveries") + 1,
-                )
-                rows = [(pk, payload, deliveries + 1) for pk, payload, deliveries in rows]
-        claims = [Claim(token + str(pk), pk, payload, count) for pk, payload, count in rows]
+    def _claim(self, queue: str, limit: int) -> list[Claim]:
+        """Lease up to ``limit`` messages of ``queue`` and hold their leases."""
+        claims = self.ops.claim(
+            queue,
+            limit=limit,
+            now=timezone.now(),
+            until=self._lease_until(),
+            window_s=self.connection.claim_window_s(queue),
+        )
         for claim in claims:
             self.connection.leases.hold(claim.lease, claim.message_id)
         return claims
-
-    def _claim_guarded(self, queue: str, limit: int) -> list[Claim]:
-        """Claim one message with a conditional UPDATE (SQLite and others without SKIP LOCKED).
-
-        SQLite runs each UPDATE under its single write lock and evaluates the WHERE clause
-        inside it, so of two processes racing for a row exactly one sees it still visible and
-        updates one row; the loser moves on to the next candidate. One at a time, whatever
-        ``limit``: a batch would cost one such UPDATE per message anyway.
-        """
-        lease = uuid.uuid4().hex
-        for _ in range(CLAIM_ROUNDS):
-            now = timezone.now()
-            candidates = list(
-                self._messages.filter(queue=queue, visible_at__lte=now)
-                .order_by(*FETCH_ORDER)
-                .values_list("pk", "lease")[:CLAIM_CANDIDATES]
-            )
-            if not candidates:
-                return []
-            for message_id, old_lease in candidates:
-                won = self._messages.filter(
-                    pk=message_id, lease=old_lease, visible_at__lte=now
-                ).update(
-                    lease=lease, visible_at=self._lease_until(), deliveries=F("deliveries") + 1
-                )
-                if won:
-                    row = (
-                        self._messages.filter(pk=message_id)
-                        .values_list("payload", "deliveries")
-                        .first()
-                    )
-                    if row is None:
-                        return []  # the queue was deleted in between
-                    self.connection.leases.hold(lease, message_id)
-                    return [Claim(lease, message_id, row[0], row[1])]
-        # Other workers won every candidate of every round: report empty and poll again.
-        return []
 
     def settle(self, lease: str) -> None:
         """Settle a claim for good (ack, or reject without requeue): deleted with the next flush."""

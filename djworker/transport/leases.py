@@ -25,8 +25,8 @@ from django.utils import timezone
 from djworker.busy import retry_when_busy
 from djworker.log_safety import get_logger
 from djworker.models.broker import QueueMessage
-from djworker.transport import postgres
 from djworker.transport.database import database_errors, redeliverable_transaction
+from djworker.transport.operations import QueueOperations
 
 logger = get_logger(__name__)
 
@@ -54,8 +54,9 @@ class LeaseKeeper:
     any thread.
     """
 
-    def __init__(self, *, alias: str, visibility_timeout_s: float) -> None:
-        self.alias = alias
+    def __init__(self, *, ops: QueueOperations, visibility_timeout_s: float) -> None:
+        self.ops = ops
+        self.alias = ops.alias
         self.visibility_timeout_s = visibility_timeout_s
         self._held: dict[str, int] = {}  # lease -> row id
         self._settled: dict[str, int] = {}  # lease -> row id, to delete
@@ -117,7 +118,9 @@ class LeaseKeeper:
             with database_errors(self.alias):
                 for done in range(0, len(leases), RENEW_BATCH):
                     batch = leases[done : done + RENEW_BATCH]
-                    deleted += self._delete(batch, [settled[lease] for lease in batch])
+                    deleted += self.ops.delete_settled(
+                        message_ids=[settled[lease] for lease in batch], leases=batch
+                    )
                 done = len(leases)
         except BaseException:
             with self._wake:  # a later flush retries the batches not written
@@ -133,21 +136,6 @@ class LeaseKeeper:
                 len(leases),
             )
         return deleted
-
-    def _delete(self, leases: list[str], message_ids: list[int]) -> int:
-        if connections[self.alias].vendor == "postgresql":
-            return postgres.delete_settled(self.alias, message_ids=message_ids, leases=leases)
-
-        def delete() -> int:
-            with redeliverable_transaction(self.alias):
-                deleted, _ = (
-                    QueueMessage.objects.using(self.alias)
-                    .filter(pk__in=message_ids, lease__in=leases)
-                    .delete()
-                )
-            return deleted
-
-        return retry_when_busy(delete, alias=self.alias, what=f"ack settled={len(leases)}")
 
     def renew(self) -> int:
         """One renewal round: push every held lease a full timeout ahead; return rows renewed."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from time import monotonic, sleep
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,27 @@ def notify_channel(queue: str) -> str:
     return NOTIFY_CHANNEL_PREFIX + hashlib.sha256(queue.encode()).hexdigest()[:24]
 
 
+@dataclass
+class Wake:
+    """What one ``NotifyListener.wait`` heard: queues with a message due now, and countdowns."""
+
+    ready: set[str] = field(default_factory=set)
+    #: the earliest due time (seconds since the epoch) a countdown message announced, if any
+    next_due_epoch_s: float | None = None
+    #: True if the listener could not listen: the caller must poll as if every queue woke
+    blind: bool = False
+
+    def add(self, queue: str, payload: str) -> None:
+        try:
+            due = float(payload) if payload else None
+        except ValueError:
+            due = None  # not ours to read: treat it as a message due now
+        if due is None:
+            self.ready.add(queue)
+        elif self.next_due_epoch_s is None or due < self.next_due_epoch_s:
+            self.next_due_epoch_s = due
+
+
 class NotifyListener:
     """A dedicated autocommit psycopg connection LISTENing for new messages on PostgreSQL.
 
@@ -42,12 +64,16 @@ class NotifyListener:
     def __init__(self, *, alias: str) -> None:
         self.alias = alias
         self._conn: psycopg.Connection[Any] | None = None
-        self._channels: set[str] = set()
+        self._channels: dict[str, str] = {}  # channel -> queue
         self._retry_at = 0.0
+
+    @property
+    def listening(self) -> bool:
+        return self._conn is not None
 
     def listen(self, queues: Iterable[str]) -> None:
         """LISTEN on exactly the channels of ``queues``; call before polling so no wake is lost."""
-        wanted = {notify_channel(queue) for queue in queues}
+        wanted = {notify_channel(queue): queue for queue in queues}
         if self._conn is not None and wanted == self._channels:
             return
         if self._conn is None and monotonic() < self._retry_at:
@@ -61,10 +87,10 @@ class NotifyListener:
                 for django_only in ("cursor_factory", "context"):
                     params.pop(django_only, None)
                 self._conn = psycopg.connect(**params, autocommit=True)
-                self._channels = set()
-            for channel in wanted - self._channels:
+                self._channels = {}
+            for channel in wanted.keys() - self._channels.keys():
                 self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-            for channel in self._channels - wanted:
+            for channel in self._channels.keys() - wanted.keys():
                 self._conn.execute(sql.SQL("UNLISTEN {}").format(sql.Identifier(channel)))
             self._channels = wanted
         except psycopg.Error:
@@ -74,29 +100,40 @@ class NotifyListener:
             self.close()
             self._retry_at = monotonic() + RELISTEN_AFTER_S
 
-    def wait(self, timeout_s: float) -> None:
-        """Return on a notification or after ``timeout_s``, whichever comes first."""
+    def wait(self, timeout_s: float) -> Wake:
+        """Return on a notification or after ``timeout_s``, whichever comes first.
+
+        Notifications that arrived while the consumer was busy are in the socket already and
+        return at once, all together: one poll answers every one of them.
+        """
+        wake = Wake()
         if self._conn is None:
             sleep(timeout_s)
-            return
+            wake.blind = True
+            return wake
         import psycopg
 
         started = monotonic()
         try:
-            for _ in self._conn.notifies(timeout=timeout_s, stop_after=1):
-                pass
-            # Notifications that piled up while the consumer was busy would otherwise wake
-            # each following wait at once; one poll answers all of them.
-            for _ in self._conn.notifies(timeout=0):
-                pass
+            for notify in self._conn.notifies(timeout=timeout_s, stop_after=1):
+                self._heard(wake, notify)
+            for notify in self._conn.notifies(timeout=0):
+                self._heard(wake, notify)
         except psycopg.Error:
             logger.warning("waiting for NOTIFY failed; polling without it", exc_info=True)
             self.close()
             sleep(max(0.0, timeout_s - (monotonic() - started)))
+            wake.blind = True
+        return wake
+
+    def _heard(self, wake: Wake, notify: psycopg.Notify) -> None:
+        queue = self._channels.get(notify.channel)
+        if queue is not None:
+            wake.add(queue, notify.payload)
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
-        self._channels = set()
+        self._channels = {}
         if conn is not None:
             try:
                 conn.close()

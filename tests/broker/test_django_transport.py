@@ -111,7 +111,7 @@ def start_consumer_process(*args: str) -> subprocess.Popen[str]:
 
 
 def test_the_django_url_resolves_to_the_djworker_transport() -> None:
-    with Connection("django://") as connection:
+    with BrokerConnection("django://") as connection:
         assert isinstance(connection.transport, Transport)
 
 
@@ -288,7 +288,7 @@ def test_notify_wakes_an_idle_consumer_long_before_its_polling_interval(
 
     def consume() -> None:
         try:
-            with Connection("django://", transport_options={"polling_interval": 5.0}) as conn:
+            with BrokerConnection("django://", transport_options={"polling_interval": 5.0}) as conn:
 
                 def on_message(body: Any, message: Any) -> None:
                     received.append(time.monotonic())
@@ -469,7 +469,6 @@ def test_acks_whose_delete_failed_are_written_by_the_next_flush(
     from django.db import OperationalError
 
     from djworker.transport import leases
-    from djworker.transport.leases import LeaseKeeper
 
     monkeypatch.setattr(leases, "ACK_BACKSTOP_S", 3600.0)  # no background flush in between
     connection = open_connection()
@@ -477,13 +476,14 @@ def test_acks_whose_delete_failed_are_written_by_the_next_flush(
     collector = consume(connection, prefetch=4)
     connection.drain_events(timeout=2)
     keeper = connection.transport.leases
-    real_delete = LeaseKeeper._delete
+    ops = keeper.ops
+    real_delete = ops.delete_settled
 
-    def fail_once(self: LeaseKeeper, leases: list[str], message_ids: list[int]) -> int:
-        monkeypatch.setattr(LeaseKeeper, "_delete", real_delete)
+    def fail_once(**batch: Any) -> int:
+        monkeypatch.setattr(ops, "delete_settled", real_delete)
         raise OperationalError("database went away")
 
-    monkeypatch.setattr(LeaseKeeper, "_delete", fail_once)
+    monkeypatch.setattr(ops, "delete_settled", fail_once)
     collector.messages[0].ack()
 
     with pytest.raises(OperationalError):

@@ -15,13 +15,14 @@ from django.utils import timezone
 
 from djworker.models.broker import QueueMessage
 from djworker.transport.leases import LeaseKeeper
+from djworker.transport.operations import operations_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
 def keeper() -> Iterator[LeaseKeeper]:
-    made = LeaseKeeper(alias="default", visibility_timeout_s=3600)
+    made = LeaseKeeper(ops=operations_for("default"), visibility_timeout_s=3600)
     yield made
     made.stop()
 
