@@ -36,6 +36,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks import throughput  # noqa: E402
+from benchmarks.throughput import ensure_database, wait_ready  # noqa: E402
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/djworker_bench")
 
@@ -72,6 +76,7 @@ def main() -> None:
         raise SystemExit("pickup_latency.py measures PostgreSQL sessions: set DATABASE_URL")
     ensure_database()
     call_command("migrate", verbosity=0)
+    vacuum_queue_table()  # each run starts from the dead rows it makes itself
     from djworker.models import QueueMessage, TaskResult
     from tests.taskapp import tasks
 
@@ -126,15 +131,25 @@ def main() -> None:
     )
 
 
-def ensure_database() -> None:
-    import psycopg
+def start_worker(args: argparse.Namespace, queue: str) -> subprocess.Popen[str]:
+    """``throughput.py``'s worker, its sessions named ``APP_NAME``, with ``--conn-max-age``."""
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "tests.settings_prefork",  # for the worker: read at its start
+            "DJWORKER_TEST_APP_NAME": APP_NAME,
+            "CONN_MAX_AGE": args.conn_max_age,
+        }
+    )
+    return throughput.start_worker(args, queue)
+
+
+def vacuum_queue_table() -> None:
     from django.db import connection
 
-    params = connection.get_connection_params()
-    name = params.pop("dbname")
-    with psycopg.connect(**{**params, "dbname": "postgres"}, autocommit=True) as admin:
-        if not admin.execute("select 1 from pg_database where datname=%s", [name]).fetchone():
-            admin.execute(f'create database "{name}"')
+    from djworker.models import QueueMessage
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"VACUUM {connection.ops.quote_name(QueueMessage._meta.db_table)}")
 
 
 def make_dead_rows(queue: str, count: int) -> None:
@@ -245,41 +260,6 @@ class SessionWatch:
         self._conn.close()
 
 
-def start_worker(args: argparse.Namespace, queue: str) -> subprocess.Popen[str]:
-    command = [
-        sys.executable,
-        str(ROOT / "manage.py"),
-        "runworker",
-        "--pool",
-        args.pool,
-        "-c",
-        args.concurrency,
-        "-Q",
-        queue,
-        "-l",
-        "WARNING",
-    ]
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings_prefork",
-        "DJWORKER_TEST_APP_NAME": APP_NAME,
-        "CONN_MAX_AGE": args.conn_max_age,
-        "DJWORKER_LOG_LEVEL": "WARNING",
-        "PYTHONUNBUFFERED": "1",
-    }
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
-
-
-def wait_ready(worker: subprocess.Popen[str]) -> None:
-    assert worker.stdout is not None
-    for line in worker.stdout:
-        if line.startswith("  tasks ("):
-            # Keep reading what the worker prints, or a full pipe would stall it.
-            threading.Thread(target=worker.stdout.read, daemon=True).start()
-            return
-    raise SystemExit("the worker exited before it was ready")
-
-
 def transport_run(queue_name: str, count: int, rate: float) -> list[float]:
     """Publish-to-delivery seconds of ``count`` messages paced at ``rate`` into a kombu consumer.
 
@@ -343,9 +323,9 @@ def paced_run(task: object, queue: str, count: int, rate: float) -> list[float]:
     real_publish = broker.publish
     published_at: dict[str, float] = {}
 
-    def timed_publish(envelope: dict[str, object]) -> None:
+    def timed_publish(envelope: dict[str, object], **options: object) -> None:
         published_at[str(envelope["id"])] = time.time()
-        real_publish(envelope)
+        real_publish(envelope, **options)  # type: ignore[arg-type]
 
     broker.publish = timed_publish  # type: ignore[method-assign]
     try:
