@@ -128,7 +128,7 @@ class Consumer(ConsumerConnection):
         self._prefetch = -1
         self.consuming = False
         self.close()
-        return self.connect(should_stop)
+        return self.connect(should_stop, at_start=False)
 
     def set_paused(self, paused: bool) -> None:
         """Stop (or start again) taking new messages; running tasks carry on."""

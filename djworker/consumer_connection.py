@@ -28,6 +28,23 @@ class _StopConnecting(Exception):
     """Raised inside kombu's connection retries to abandon them when the worker is stopping."""
 
 
+class _PasswordRefused(Exception):
+    """Raised inside kombu's connection retries to abandon them when the password is refused."""
+
+
+def password_refused(exc: BaseException) -> bool:
+    """Whether ``exc`` is a broker refusing our password (or asking for one we did not give).
+
+    Redis's client files that under connection errors, so kombu would retry it forever as if
+    the server were down. RabbitMQ's refusal is not retried by kombu to begin with.
+    """
+    try:
+        from redis.exceptions import AuthenticationError
+    except ImportError:  # no Redis client: no Redis broker either
+        return False
+    return isinstance(exc, AuthenticationError)
+
+
 class ConsumerConnection(ABC):
     """The broker connection of a consumer, and what it consumes; subclassed by ``Consumer``."""
 
@@ -48,35 +65,54 @@ class ConsumerConnection(ABC):
     def update_prefetch(self) -> None:
         """Set the prefetch window on a new consumer."""
 
-    def connect(self, should_stop: Callable[[], bool] = lambda: False) -> bool:
+    def connect(
+        self, should_stop: Callable[[], bool] = lambda: False, *, at_start: bool = True
+    ) -> bool:
         """Connect and start consuming; False if ``should_stop`` said so before the broker answered.
 
         kombu calls the callback at least every second while it waits to retry, so a stop
-        signal is honoured even while the broker is unreachable.
+        signal is honoured even while the broker is unreachable. At start a broker that refuses
+        our password raises ``ConfigurationError``; on a reconnect (``at_start=False``) it is
+        retried like an outage, since the running tasks would be lost by stopping and the
+        password may be put back.
         """
+        url = redact_url(self.broker.url)
 
         def give_up_if_stopping() -> None:
             if should_stop():
                 raise _StopConnecting
 
+        def retry_unless_refused(exc: Exception, interval: float) -> None:
+            if not password_refused(exc):
+                logger.warning("broker unreachable (%s); retrying in %.1fs", exc, interval)
+            elif at_start:
+                raise _PasswordRefused from exc
+            else:
+                logger.warning(
+                    "the broker at %s refused the password (%s); retrying in %.1fs",
+                    url,
+                    exc,
+                    interval,
+                )
+
         self.connection = self.broker.connection()
         try:
             self.connection.ensure_connection(
-                errback=lambda exc, interval: logger.warning(
-                    "broker unreachable (%s); retrying in %.1fs", exc, interval
-                ),
-                max_retries=None,
-                callback=give_up_if_stopping,
+                errback=retry_unless_refused, max_retries=None, callback=give_up_if_stopping
             )
         except _StopConnecting:
             logger.warning("stop requested before the broker could be reached")
             return False
+        except _PasswordRefused as refused:
+            raise ConfigurationError(
+                f"the broker at {url} refused the password ({refused.__cause__}): an "
+                "authentication error is not retried; correct the password in the broker URL"
+            ) from refused.__cause__
         except (*self.connection.connection_errors, *self.connection.channel_errors) as exc:
             # Retried forever above unless the broker answered and refused us (a wrong
-            # password, a missing virtual host): no retry can fix that.
+            # password on RabbitMQ, a missing virtual host): no retry can fix that.
             raise ConfigurationError(
-                f"the broker at {redact_url(self.broker.url)} refused the connection: "
-                f"{type(exc).__name__}: {exc}"
+                f"the broker at {url} refused the connection: {type(exc).__name__}: {exc}"
             ) from exc
         channel = self.connection.default_channel
         self._kombu_consumer = kombu.Consumer(

@@ -6,9 +6,10 @@ duplicates stay within the tasks that were running when the fault hit. Both are 
 result store, because a fault may stop a result from being stored at all.
 
 Servers a test stops, restarts or crashes are private (``tests/faults/servers.py``):
-``private_redis`` (no persistence), ``persistent_redis`` (append-only file, fsync always),
-``private_postgres`` (a migrated database of its own in a private cluster, for ``django://`` and
-for results), and ``amqp_vhost`` with ``close_amqp_connections`` for RabbitMQ.
+``private_redis`` (no persistence), ``password_redis`` (``--requirepass``), ``persistent_redis``
+(append-only file, fsync always), ``private_postgres`` (a migrated database of its own in a
+private cluster, for ``django://`` and for results), and ``amqp_vhost`` with
+``close_amqp_connections`` for RabbitMQ.
 """
 
 from __future__ import annotations
@@ -102,6 +103,14 @@ def producer_factory() -> Iterator[Callable[..., ProducerProcess]]:
 def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     """A started redis-server without persistence (a restart empties it); killed at the end."""
     server = PrivateRedis(tmp_path / "redis", persistent=False).start()
+    yield server
+    server.crash()
+
+
+@pytest.fixture
+def password_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A started redis-server that asks for a password (``--requirepass``); killed at the end."""
+    server = PrivateRedis(tmp_path / "redis", password="right-secret").start()
     yield server
     server.crash()
 

@@ -74,23 +74,32 @@ class PrivateRedis:
     append-only file, so a restart empties it. ``persistent=True`` turns the append-only file on
     with ``appendfsync`` (default ``always``: every write is on disk before redis answers, the
     setting under which a crash loses no acknowledged write; ``everysec`` may lose the last
-    second).
+    second). With ``password`` it refuses a client that does not give it (``--requirepass``).
     """
 
     def __init__(
-        self, directory: Path, *, persistent: bool = False, appendfsync: str = "always"
+        self,
+        directory: Path,
+        *,
+        persistent: bool = False,
+        appendfsync: str = "always",
+        password: str | None = None,
     ) -> None:
         self.binary = require_program("redis-server", shutil.which("redis-server"))
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.persistent = persistent
         self.appendfsync = appendfsync
+        self.password = password
         self.port = free_port("DJWORKER_FAULT_REDIS_PORTS")
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return self.url_with_password(self.password)
+
+    def url_with_password(self, password: str | None) -> str:
+        return f"redis://{f':{password}@' if password else ''}127.0.0.1:{self.port}/0"
 
     @property
     def running(self) -> bool:
@@ -113,6 +122,7 @@ class PrivateRedis:
             "--save",
             "",
             *persistence,
+            *(["--requirepass", self.password] if self.password else []),
             "--logfile",
             str(self.directory / "redis.log"),
         ]
@@ -130,6 +140,10 @@ class PrivateRedis:
             raise AssertionError(f"redis-server exited ({self.process.returncode}):\n{log}")
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                if self.password:
+                    s.sendall(f"AUTH {self.password}\r\n".encode())
+                    if not s.recv(16).startswith(b"+OK"):
+                        return False
                 s.sendall(b"PING\r\n")
                 return s.recv(16).startswith(b"+PONG")
         except OSError:
