@@ -196,10 +196,12 @@ class Worker:
         """Run until asked to stop; returns the process exit code."""
         set_broker(self.broker)
         self.install_signal_handlers()
-        # Before the pool starts, so that its threads and processes have their own too.
+        # Before the pool starts, so that its threads and processes have their own too; this
+        # thread's are kept open once the pool has installed any connection budget (a pooled
+        # connection is handed back, never kept).
         worker_connections.enable()
-        worker_connections.keep_open()
         self.pool.start()
+        worker_connections.keep_open()
         try:
             try:
                 connected = self.consumer.connect(should_stop=lambda: self.stop_requested)
@@ -253,6 +255,7 @@ class Worker:
             self.plane.stopped()
         self.consumer.close()
         signals.send_robust(signals.worker_shutdown, self)
+        worker_connections.close_task_connections()  # the solo pool's runs used them
         connections.close_all()
         logger.info(
             "worker=%s stopped: processed=%d", self.config.hostname, self.consumer.processed

@@ -18,8 +18,9 @@ connections, one per database alias each:
   query opens none.
 
 Inside a run, ``own_connection(alias)`` lends the slot's own connection to a result write.
-An alias using Django's connection pool (``OPTIONS["pool"]``, as green workers get) is left
-alone: a pooled connection is handed back, not closed, so it already costs no session.
+An alias using Django's connection pool (``OPTIONS["pool"]``) is left alone: a pooled
+connection is handed back, not closed, so it already costs no session. So are green pools,
+whose connections come from such a pool (their database budget).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 
 from django.db import DatabaseError, connections
 
+from djworker import green
 from djworker.log_safety import get_logger
 
 logger = get_logger(__name__)
@@ -97,7 +99,9 @@ def task_connections() -> Iterator[None]:
     Not in a worker process, or called inside a transaction (a test running ``execute()``
     under ``atomic``), every connection stays as it is.
     """
-    if not _enabled or getattr(_local, "own", None) is not None:
+    if not _enabled or green.patched or getattr(_local, "own", None) is not None:
+        # A green pool's slot is a greenlet that ends when the queue runs dry, and its
+        # connections come from the budget's pool: it keeps one connection, as before.
         yield
         return
     own = {alias: connections[alias] for alias in connections if not pooled(alias)}
