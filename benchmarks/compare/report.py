@@ -1,16 +1,12 @@
-"""The Markdown tables of a comparison: figures as median (min-max) over the repeats, and ratios.
-
-A ratio pairs runs of the same repeat (which ran back to back), so it is the median and the
-range of the per-repeat ratios, not a ratio of medians.
-"""
+"""The Markdown tables of a comparison: figures as median (min-max) over the repeats, and ratios."""
 
 from __future__ import annotations
 
-import statistics
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.compare import targets
+from benchmarks.compare.figures import NONE, RANGE, ratios, spread, values
 from benchmarks.compare.implementations import (
     BY_NAME,
     DJWORKER_DATABASE,
@@ -20,8 +16,8 @@ from benchmarks.compare.implementations import (
 )
 
 Record = dict[str, Any]
-#: the table's range dash, "no value" dash and "times" sign, spelled out for the linters
-RANGE, NONE, TIMES = "\u2013", "\u2014", "\u00d7"
+#: the "times" sign of a ratio, spelled out for the linters
+TIMES = "\u00d7"
 TITLES = {"redis": "Redis broker", "database": "PostgreSQL as the broker"}
 
 
@@ -34,44 +30,6 @@ def one_line(record: Record) -> str:
         f" p50 {record.get('probe_p50_ms', '?')} ms, p99 {record.get('probe_p99_ms', '?')} ms,"
         f" .delay() {record.get('delay_calls_per_s', '?')}/s, load {record['load1']}"
     )
-
-
-def spread(values: Iterable[float], digits: int = 0) -> str:
-    """``median (min-max)`` (an en dash in the table), or an em dash for no value."""
-    values = sorted(values)
-    if not values:
-        return NONE
-    shown = f"{{:,.{digits}f}}"
-    middle = shown.format(statistics.median(values))
-    if len(values) == 1:
-        return middle
-    return f"{middle} ({shown.format(values[0])}{RANGE}{shown.format(values[-1])})"
-
-
-def values(records: list[Record], name: str, pool: str | None, metric: str) -> list[float]:
-    return [
-        r[metric]
-        for r in records
-        if r["implementation"] == name
-        and (pool is None or r["pool"] == pool)
-        and r["status"] == "ok"
-        and r.get(metric) is not None
-    ]
-
-
-def ratios(
-    records: list[Record], numerator: str, denominator: str, pool: str, metric: str
-) -> list[float]:
-    """``numerator / denominator`` of ``metric`` within each repeat where both runs succeeded."""
-    by_repeat: dict[int, dict[str, float]] = {}
-    for r in records:
-        if r["pool"] == pool and r["status"] == "ok" and r.get(metric):
-            by_repeat.setdefault(r["repeat"], {})[r["implementation"]] = r[metric]
-    return [
-        pair[numerator] / pair[denominator]
-        for pair in by_repeat.values()
-        if numerator in pair and denominator in pair
-    ]
 
 
 def markdown(records: list[Record], meta: dict[str, Any]) -> str:
@@ -91,6 +49,7 @@ def markdown(records: list[Record], meta: dict[str, Any]) -> str:
     parts.append(_publish_table(records, present))
     if DJWORKER_DJANGO_TASKS.name in present:
         parts.append(_django_tasks_table(records))
+    parts.append(targets.summary(records))
     failed = [r for r in records if r["status"] != "ok"]
     if failed:
         parts.append(

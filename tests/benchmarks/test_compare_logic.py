@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.compare import report
+from benchmarks.compare import report, targets
 from benchmarks.compare.__main__ import parse, plan
 
 
@@ -89,3 +89,20 @@ def test_ratios_pair_the_runs_of_one_repeat_and_leave_out_failed_runs() -> None:
 )
 def test_spread_shows_the_median_and_the_range(found: list[float], shown: str) -> None:
     assert report.spread(found) == shown
+
+
+def test_the_targets_summary_says_which_pool_meets_its_target() -> None:
+    records = [
+        record("djworker-redis", "threads", 1, 900),
+        record("celery", "threads", 1, 300),
+        record("djworker-redis", "gevent", 1, 200),
+        record("celery", "gevent", 1, 100),
+    ]
+
+    lines = targets.summary(records).splitlines()
+
+    assert (
+        "- no-op tasks/s, djworker on Redis \u00f7 Celery \u2265 3\u00d7:"
+        " threads 3\u00d7 met, gevent 2\u00d7 **missed**"
+    ) in lines
+    assert not any("huey" in line for line in lines)  # no figure, no line
