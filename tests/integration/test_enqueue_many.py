@@ -222,3 +222,23 @@ def test_a_batch_size_that_is_not_a_whole_number_above_zero_is_refused() -> None
             ValueError, match=f"batch_size expects a whole number >= 1; got {bad!r}"
         ):
             tasks.add.enqueue_many([(1, 2)], batch_size=bad)  # type: ignore[arg-type]
+
+
+def test_a_task_that_ignores_its_result_is_published_without_rows(
+    use_broker: Callable[..., Broker], redis_url: str
+) -> None:
+    broker = use_broker(redis_url)
+    queue = unique_queue("many")
+
+    results = tasks.noop_no_result.enqueue_many([()] * 600, queue=queue)
+
+    assert len({r.id for r in results}) == 600
+    assert not TaskResult.objects.filter(queue=queue).exists()
+    assert queued(broker, queue) == 600
+
+
+def test_no_calls_publish_nothing(use_broker: Callable[..., Broker], redis_url: str) -> None:
+    use_broker(redis_url)
+    with CaptureQueriesContext(connection) as queries:
+        assert tasks.add.enqueue_many([]) == []
+    assert not queries
