@@ -12,6 +12,8 @@ from pathlib import Path
 
 import environ
 
+from djworker.settings_env import transport_options_from_env
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env(
@@ -93,7 +95,8 @@ STATIC_URL = "static/"
 
 DJWORKER = {
     "BROKER_URL": env("DJWORKER_BROKER_URL", default="django://"),
-    "BROKER_TRANSPORT_OPTIONS": env.json("DJWORKER_BROKER_TRANSPORT_OPTIONS", default={}),
+    # A malformed value stops the process with one line naming the variable, not a traceback.
+    "BROKER_TRANSPORT_OPTIONS": transport_options_from_env("DJWORKER_BROKER_TRANSPORT_OPTIONS"),
 }
 
 # Django's Tasks framework (django.tasks on Django 6, the django-tasks backport on 5.2:

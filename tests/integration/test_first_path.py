@@ -70,6 +70,27 @@ def test_a_bad_transport_option_in_settings_stops_the_worker_in_one_line() -> No
     )
 
 
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ('{"visibility_timeout": 5', "not JSON (Expecting ',' delimiter"),
+        ("[1, 2]", "a JSON array, not an object"),
+        ('"redis://user:hunter2@host/0"', "a JSON string, not an object"),
+    ],
+)
+def test_malformed_json_for_the_transport_options_variable_is_refused_in_one_line(
+    value: str, problem: str
+) -> None:
+    result = runworker(env={"DJWORKER_BROKER_TRANSPORT_OPTIONS": value})
+    shown = value.replace(":hunter2@", ":***@")
+    refused(
+        result,
+        "DJWORKER_BROKER_TRANSPORT_OPTIONS expects a JSON object of transport options, like "
+        f'{{"visibility_timeout": 3600}}; got {shown!r}: {problem}',
+    )
+    assert "hunter2" not in result.stdout + result.stderr
+
+
 def test_a_wrong_amqp_password_is_refused_in_one_line(amqp_url: str) -> None:
     wrong = amqp_url.replace("guest:guest@", "guest:wrong-secret@")
     result = runworker("--broker", wrong)
