@@ -3,7 +3,7 @@
 Starts one real ``runworker`` (threads pool) following a fresh profile, then measures, ``--runs``
 times each:
 
-* save -> applied: from ``WorkerConfig.save()`` to the worker's row showing the new pool size
+* save -> applied: from ``WorkerProfile.save()`` to the worker's row showing the new pool size
   and the new ``applied_revision``;
 * grow 1->3: from publishing a backlog of 12 half-second tasks to the row showing 3 slots;
 * shrink after the last task: from the last task's ``finished_at`` to the decision that brought
@@ -57,16 +57,16 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     from djworker.broker import Broker, set_broker
-    from djworker.models import TaskResult, Worker, WorkerConfig
+    from djworker.models import TaskResult, Worker, WorkerProfile
     from tests.integration.harness import WorkerProcess
     from tests.taskapp import tasks
 
     set_broker(Broker(url=args.broker))
     name = f"bench-{uuid.uuid4().hex[:6]}"
     queue = f"{name}-q"
-    profile = WorkerConfig.objects.create(name=name, concurrency=1, queues=queue)
+    profile = WorkerProfile.objects.create(name=name, concurrency=1, queues=queue)
     env = {"DATABASE_URL": os.environ["DATABASE_URL"]}
-    worker = WorkerProcess("--config", name, "-n", name, broker_url=args.broker, env=env).start()
+    worker = WorkerProcess("--profile", name, "-n", name, broker_url=args.broker, env=env).start()
 
     def row() -> Worker:
         return Worker.objects.get(hostname=name)

@@ -100,7 +100,7 @@ class Group:
         )
 
     def profile_line(self) -> str:
-        return f"python manage.py runworker --config {self.queue}"
+        return f"python manage.py runworker --profile {self.queue}"
 
 
 @dataclass(frozen=True)
@@ -244,11 +244,11 @@ def advise_from_results(
 
 def create_profiles(advice: Advice) -> list[str]:
     """Create or update one profile per group (named after its queue); their names."""
-    from djworker.models import WorkerConfig
+    from djworker.models import WorkerProfile
 
     names = []
     for group in advice.groups:
-        profile = WorkerConfig.objects.filter(name=group.queue).first() or WorkerConfig(
+        profile = WorkerProfile.objects.filter(name=group.queue).first() or WorkerProfile(
             name=group.queue
         )
         profile.pool, profile.concurrency, profile.queues = (

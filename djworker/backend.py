@@ -192,7 +192,7 @@ class WorkerBackend(BaseTaskBackend):
         if consumed is not None and unconsumed:
             yield checks.Warning(
                 f"TASKS[{self.alias!r}]['QUEUES'] lists {unconsumed}, which no worker consumes "
-                f"by settings.DJWORKER['QUEUES'] or a pool-settings profile "
+                f"by settings.DJWORKER['QUEUES'] or a worker profile "
                 f"(consumed: {sorted(consumed)})",
                 hint="Start a worker with --queues naming them, or add them to a profile; "
                 "silence djworker.W010 if workers get them on the command line.",
@@ -232,9 +232,9 @@ class WorkerBackend(BaseTaskBackend):
         except SettingsError:
             return None
         try:
-            from djworker.models.workers import WorkerConfig
+            from djworker.models.workers import WorkerProfile
 
-            for queues in WorkerConfig.objects.values_list("queues", flat=True):
+            for queues in WorkerProfile.objects.values_list("queues", flat=True):
                 consumed.update(q.strip() for q in queues.split(",") if q.strip())
         except DatabaseError:
             pass  # no database (yet): the settings alone decide

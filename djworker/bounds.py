@@ -3,7 +3,7 @@
 One bound, read from settings (so the web process that validates a profile or a control command
 and the worker that applies them agree), applied everywhere a size is given: the command line,
 ``settings.DJWORKER`` and the environment (``conf.load_config``), a profile
-(``WorkerConfig.clean``), the N of a grow or shrink command (the admin action and the worker),
+(``WorkerProfile.clean``), the N of a grow or shrink command (the admin action and the worker),
 and the pool itself (``BasePool``). Without it, ``grow 2147483647`` made a pool whose size no
 longer fitted the ``Worker`` table, and every heartbeat after it failed.
 """

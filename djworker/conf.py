@@ -1,7 +1,7 @@
 """Worker configuration: one frozen ``WorkerSettings`` resolved from layered sources.
 
 Precedence, lowest first: code defaults < ``settings.DJWORKER`` < the admin profile (a
-``WorkerConfig`` row) < ``DJWORKER_*`` environment variables < command-line options. Each value
+``WorkerProfile`` row) < ``DJWORKER_*`` environment variables < command-line options. Each value
 remembers which layer set it, so the banner and the admin can show it; environment and
 command-line values are *pinned* for the life of the process.
 

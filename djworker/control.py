@@ -40,40 +40,40 @@ from djworker.expiry import ExpirySweeper
 from djworker.heartbeat import Heartbeat
 from djworker.log_safety import get_logger
 from djworker.lost_workers import LostWorkerWatch, settle_previous_runs
-from djworker.models import CommandStatus, ControlCommand, WorkerConfig
+from djworker.models import CommandStatus, ControlCommand, WorkerProfile
 from djworker.running_worker import RunningWorker
 from djworker.stuck_results import StuckResultsWatch
 
 logger = get_logger(__name__)
 
 
-#: profiles listed by name when ``--config`` names one that does not exist
+#: profiles listed by name when ``--profile`` names one that does not exist
 LISTED_PROFILES = 20
 
 
 def profile_settings(name: str, *, create: bool = False) -> dict[str, Any]:
     """The admin layer for ``load_config``: the named profile's values.
 
-    A missing profile is created only if asked (``--create-config``) or if it is the default
-    one; otherwise a typo in ``--config`` would start a worker on a new, empty profile.
+    A missing profile is created only if asked (``--create-profile``) or if it is the default
+    one; otherwise a typo in ``--profile`` would start a worker on a new, empty profile.
     """
     if create or name == conf.DEFAULT_PROFILE:
         profile, created = retry_when_busy(
-            lambda: WorkerConfig.objects.get_or_create(name=name),
-            alias=router.db_for_write(WorkerConfig),
+            lambda: WorkerProfile.objects.get_or_create(name=name),
+            alias=router.db_for_write(WorkerProfile),
             what=f"config={name} create",
         )
         if created:
-            logger.info("config=%s created the pool settings profile with the defaults", name)
+            logger.info("config=%s created the worker profile with the defaults", name)
         return profile.as_settings()
-    found = WorkerConfig.objects.filter(name=name).first()
+    found = WorkerProfile.objects.filter(name=name).first()
     if found is None:
-        names = list(WorkerConfig.objects.values_list("name", flat=True)[: LISTED_PROFILES + 1])
+        names = list(WorkerProfile.objects.values_list("name", flat=True)[: LISTED_PROFILES + 1])
         more = ", ..." if len(names) > LISTED_PROFILES else ""
         listed = ", ".join(names[:LISTED_PROFILES]) + more
         raise ConfigurationError(
-            f"--config: no pool settings profile named {name!r}; existing profiles: "
-            f"{listed or 'none'}. Add --create-config to create it, or create it in the admin"
+            f"--profile: no worker profile named {name!r}; existing profiles: "
+            f"{listed or 'none'}. Add --create-profile to create it, or create it in the admin"
         )
     return found.as_settings()
 
@@ -115,7 +115,7 @@ class ControlPlane:
 
     def start(self) -> None:
         """Register the worker row and list the hooks of the control tick (``hooks``)."""
-        profile = WorkerConfig.objects.filter(name=self.worker.config.config_name).first()
+        profile = WorkerProfile.objects.filter(name=self.worker.config.config_name).first()
         if profile is not None:
             self.applied_revision = self.seen_revision = profile.revision
         self.heartbeat.register(profile)
@@ -193,7 +193,7 @@ class ControlPlane:
         if self._reconciling is not None and not self._reconciling.done():
             return
         self._reconciling = None
-        profile = WorkerConfig.objects.filter(name=self.worker.config.config_name).first()
+        profile = WorkerProfile.objects.filter(name=self.worker.config.config_name).first()
         if profile is None or profile.revision == self.seen_revision:
             return
         self.seen_revision = profile.revision

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from djworker.busy import retry_when_busy
 from djworker.log_safety import get_logger
-from djworker.models import CommandStatus, ControlCommand, Worker, WorkerConfig, WorkerState
+from djworker.models import CommandStatus, ControlCommand, Worker, WorkerProfile, WorkerState
 
 logger = get_logger(__name__)
 
@@ -48,11 +48,11 @@ class Heartbeat:
         self.snapshot = snapshot
         self.clock = clock
         self.row_id: int | None = None
-        self._profile: WorkerConfig | None = None
+        self._profile: WorkerProfile | None = None
         self._written: dict[str, Any] | None = None
         self._written_at = 0.0
 
-    def register(self, config: WorkerConfig | None) -> Worker:
+    def register(self, config: WorkerProfile | None) -> Worker:
         """Create or take over this hostname's row; commands left for a previous process fail."""
         row = retry_when_busy(
             lambda: self._register(config),
@@ -64,7 +64,7 @@ class Heartbeat:
         self._written_at = self.clock()
         return row
 
-    def _register(self, config: WorkerConfig | None) -> Worker:
+    def _register(self, config: WorkerProfile | None) -> Worker:
         now = timezone.now()
         self._profile = config
         row, _ = Worker.objects.update_or_create(

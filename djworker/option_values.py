@@ -195,7 +195,7 @@ def parse_text(value: Any, *, name: str) -> str:
     return text
 
 
-#: the longest profile name: ``WorkerConfig.name``
+#: the longest profile name: ``WorkerProfile.name``
 PROFILE_NAME_MAX_CHARS = 100
 #: the longest worker name: ``Worker.hostname`` and ``TaskResult.worker_hostname``
 HOSTNAME_MAX_CHARS = 255

@@ -6,7 +6,7 @@ More permissions separate the powers that reach running workers or sensitive dat
 * ``djworker.control_worker`` (on ``Worker``): send control commands (pause, resume, grow,
   shrink, restart the pool, warm shutdown, terminate a task), and change the fields of a profile
   that act like one: ``paused`` and ``pool``.
-* ``djworker.choose_custom_pool`` (on ``WorkerConfig``): set a profile's pool to a custom class,
+* ``djworker.choose_custom_pool`` (on ``WorkerProfile``): set a profile's pool to a custom class,
   which must also be listed in ``settings.DJWORKER["CUSTOM_POOLS"]``.
 * ``djworker.view_task_arguments`` (on ``TaskResult``): see a task's arguments, result,
   exception message and traceback; ``view_taskresult`` alone shows the rest of the row.

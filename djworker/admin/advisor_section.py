@@ -2,8 +2,8 @@
 two profiles it names.
 
 Shown to users who may view task results (it reads their timings); creating the profiles sets
-their pool, a control power, so it needs ``control_worker`` besides ``add_workerconfig`` and
-``change_workerconfig``. The advice is worked out when asked for (a window chosen on the
+their pool, a control power, so it needs ``control_worker`` besides ``add_workerprofile`` and
+``change_workerprofile``. The advice is worked out when asked for (a window chosen on the
 page), never on a refresh.
 """
 
@@ -23,8 +23,8 @@ from djworker import advisor, permissions
 WINDOWS = (15, 60, 240, 1440)
 PROFILE_PERMISSIONS = (
     permissions.CONTROL_WORKER,
-    "djworker.add_workerconfig",
-    "djworker.change_workerconfig",
+    "djworker.add_workerprofile",
+    "djworker.change_workerprofile",
 )
 
 
@@ -80,7 +80,7 @@ def create_profiles_view(model_admin: Any, request: HttpRequest) -> HttpResponse
         model_admin.message_user(
             request,
             f"Profiles written: {', '.join(names)}. Start a worker on each with "
-            + " and ".join(f"'runworker --config {name}'" for name in names)
+            + " and ".join(f"'runworker --profile {name}'" for name in names)
             + "; the tasks still need their queue option.",
         )
     elif not advice.groups:

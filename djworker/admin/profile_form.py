@@ -1,4 +1,4 @@
-"""The pool settings form: a guided choice of pool, inherited values, and what workers did.
+"""The worker profile form: a guided choice of pool, inherited values, and what workers did.
 
 * The pool is a choice, each saying what work it suits (docs/pools.md has the measured
   reasons), plus a field for a custom class listed in ``CUSTOM_POOLS``.
@@ -20,7 +20,7 @@ from djworker import conf, option_values
 from djworker.concurrency import POOLS, PROFILE_POOLS
 from djworker.concurrency.registry import canonical
 from djworker.exceptions import ConfigurationError
-from djworker.models import Worker, WorkerConfig, WorkerState
+from djworker.models import Worker, WorkerProfile, WorkerState
 
 CUSTOM = "custom"
 #: each pool and the work it suits, as docs/pools.md explains with measurements
@@ -90,7 +90,7 @@ def pool_choices(current: str) -> list[tuple[str, str]]:
 
 
 class ProfileForm(forms.ModelForm):
-    """The admin's pool settings form (``WorkerConfigAdmin.form``)."""
+    """The admin's worker profile form (``WorkerProfileAdmin.form``)."""
 
     custom_pool = forms.CharField(
         required=False,
@@ -107,7 +107,7 @@ class ProfileForm(forms.ModelForm):
     )
 
     class Meta:
-        model = WorkerConfig
+        model = WorkerProfile
         fields = "__all__"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -164,14 +164,14 @@ class ProfileForm(forms.ModelForm):
             raise forms.ValidationError(str(exc)[0].upper() + str(exc)[1:] + ".") from None
 
 
-def worker_outcomes(profile: WorkerConfig) -> list[dict[str, Any]]:
+def worker_outcomes(profile: WorkerProfile) -> list[dict[str, Any]]:
     """Per running worker following ``profile``: what it applied and what it kept.
 
     "Kept" are the settings the profile sets that the worker's command line or environment
     pins ("keeps concurrency 2 pinned by --concurrency").
     """
     # The stored row: the form's instance holds the posted values, valid or not.
-    stored = WorkerConfig.objects.filter(pk=profile.pk).first() if profile.pk else None
+    stored = WorkerProfile.objects.filter(pk=profile.pk).first() if profile.pk else None
     if stored is None:
         return []
     profile = stored

@@ -1,6 +1,6 @@
-"""Pool settings, running workers and control commands in the admin.
+"""Worker profiles, running workers and control commands in the admin.
 
-Profiles ("pool settings") are edited like any model; saving one reaches every worker that
+Worker profiles are edited like any model; saving one reaches every worker that
 follows it within a few seconds. A profile's ``paused`` and ``pool`` fields act like control
 commands, so they need ``djworker.control_worker`` too, and a custom pool class needs
 ``djworker.choose_custom_pool`` (see ``djworker.permissions``). Workers are read-only rows kept
@@ -31,14 +31,14 @@ from djworker.admin.worker_page import WorkerPageMixin
 from djworker.concurrency import PROFILE_POOLS
 from djworker.control_commands import ADMIN_ACTIONS, ControlAction
 from djworker.exceptions import ConfigurationError
-from djworker.models import CommandAction, ControlCommand, Worker, WorkerConfig, WorkerState
+from djworker.models import CommandAction, ControlCommand, Worker, WorkerProfile, WorkerState
 from djworker.models.workers import WorkerQuerySet
 
 STATE_COLOURS = {"online": "#2e7d32", "stale": "#b26a00", "stopped": "#757575"}
 
 
-@admin.register(WorkerConfig)
-class WorkerConfigAdmin(admin.ModelAdmin):
+@admin.register(WorkerProfile)
+class WorkerProfileAdmin(admin.ModelAdmin):
     list_display = (
         "name",
         "pool_display",
@@ -65,7 +65,7 @@ class WorkerConfigAdmin(admin.ModelAdmin):
         live = path(
             "<int:pk>/followers/",
             self.admin_site.admin_view(self.followers_view),
-            name="djworker_workerconfig_followers",
+            name="djworker_workerprofile_followers",
         )
         return [live, *super().get_urls()]
 
@@ -73,29 +73,29 @@ class WorkerConfigAdmin(admin.ModelAdmin):
         """The followers panel, for the page's live refresh."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        profile = WorkerConfig.objects.filter(pk=pk).first()
+        profile = WorkerProfile.objects.filter(pk=pk).first()
         if profile is None:
-            raise Http404(f"no pool settings profile with id {pk!r}")
+            raise Http404(f"no worker profile with id {pk!r}")
         rows = profile_form.worker_outcomes(profile)
         html = render_to_string("djworker/admin/profile_followers.html", {"rows": rows})
         response = JsonResponse({"workers": rows, "html": {"followers": html}})
         response["Cache-Control"] = "no-store"
         return response
 
-    def save_model(self, request: HttpRequest, obj: WorkerConfig, form: Any, change: bool) -> None:
+    def save_model(self, request: HttpRequest, obj: WorkerProfile, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
         for row in profile_form.worker_outcomes(obj):
             sentence = profile_form.outcome_sentence(row)
             self.message_user(request, f"{sentence[0].upper()}{sentence[1:]}.")
 
     @admin.display(description="custom pool class")
-    def custom_pool(self, obj: WorkerConfig | None) -> str:
+    def custom_pool(self, obj: WorkerProfile | None) -> str:
         pool = obj.pool.strip() if obj is not None else ""
         return pool if pool and pool not in PROFILE_POOLS else "-"
 
     def get_form(
         self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
-    ) -> type[forms.ModelForm[WorkerConfig]]:
+    ) -> type[forms.ModelForm[WorkerProfile]]:
         form = super().get_form(request, obj, change, **kwargs)
         if "pool" not in form.base_fields or request.user.has_perm(permissions.CHOOSE_CUSTOM_POOL):
             return form
@@ -134,28 +134,28 @@ class WorkerConfigAdmin(admin.ModelAdmin):
     )
 
     @admin.display(description="pool")
-    def pool_display(self, obj: WorkerConfig) -> str:
+    def pool_display(self, obj: WorkerProfile) -> str:
         return obj.pool or "(inherited)"
 
     @admin.display(description="autoscale")
-    def autoscale_display(self, obj: WorkerConfig) -> str:
+    def autoscale_display(self, obj: WorkerProfile) -> str:
         if obj.autoscale_min is None or obj.autoscale_max is None:
             return "-"
         return f"{obj.autoscale_min}..{obj.autoscale_max}"
 
     @admin.display(description="applied by")
-    def workers_applied(self, obj: WorkerConfig) -> str:
+    def workers_applied(self, obj: WorkerProfile) -> str:
         online = obj.workers.exclude(state="stopped")
         applied = online.filter(applied_revision=obj.revision).count()
         return f"{applied} of {online.count()} workers"
 
     @admin.display(description="workers")
-    def followers(self, obj: WorkerConfig) -> str:
+    def followers(self, obj: WorkerProfile) -> str:
         rows = profile_form.worker_outcomes(obj) if obj.pk else []
         panel = render_to_string("djworker/admin/profile_followers.html", {"rows": rows})
         if not obj.pk:
             return panel
-        url = reverse("admin:djworker_workerconfig_followers", args=[obj.pk])
+        url = reverse("admin:djworker_workerprofile_followers", args=[obj.pk])
         return format_html(
             '<div id="dw-followers" data-refresh-url="{}" data-refresh-interval-ms="2000">{}</div>',
             url,
@@ -163,7 +163,7 @@ class WorkerConfigAdmin(admin.ModelAdmin):
         )
 
 
-def _applied(worker: Worker, profile: WorkerConfig | None) -> str:
+def _applied(worker: Worker, profile: WorkerProfile | None) -> str:
     if profile is None:
         return "-"
     if worker.applied_revision == profile.revision:

@@ -2,7 +2,7 @@
 
 The logic and its thresholds are in ``djworker.advisor``; this command reads the window's
 result rows, prints the advice (or JSON), and with ``--create-profiles`` writes the two
-profiles a worker can follow with ``runworker --config NAME``.
+profiles a worker can follow with ``runworker --profile NAME``.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class Advise(Subcommand):
         parser.add_argument(
             "--create-profiles",
             action="store_true",
-            help="create or update one pool settings profile per queue, named after it",
+            help="create or update one worker profile per queue, named after it",
         )
         parser.add_argument("--json", action="store_true", help="print one JSON document")
 

@@ -17,7 +17,7 @@ from djworker import conf, stuck_results
 from djworker.broker import get_broker, redact_url
 from djworker.cli import EXIT_BROKER_UNREACHABLE, EXIT_UNHEALTHY, Subcommand, fail, queue_name
 from djworker.durations import for_people
-from djworker.models import TaskResult, TaskStatus, Worker, WorkerConfig, WorkerState
+from djworker.models import TaskResult, TaskStatus, Worker, WorkerProfile, WorkerState
 from djworker.queues import QueueStats, Unknown, inspector_for
 
 
@@ -36,7 +36,7 @@ def queue_names(workers: list[Worker], asked: list[str], broker_known: list[str]
     names: dict[str, None] = dict.fromkeys(asked)
     for worker in workers:
         names.update(dict.fromkeys(queues_of(worker)))
-    for profile_queues in WorkerConfig.objects.values_list("queues", flat=True):
+    for profile_queues in WorkerProfile.objects.values_list("queues", flat=True):
         names.update(dict.fromkeys(q for q in profile_queues.split(",") if q))
     names.update(dict.fromkeys(broker_known))
     unfinished = TaskResult.objects.filter(status__in=(TaskStatus.READY, TaskStatus.RUNNING))
@@ -58,7 +58,7 @@ def read_queues(names_for: Any) -> tuple[list[QueueStats], str]:
 class Status(Subcommand):
     help = (
         "Show live workers (pool, size, busy, heartbeat age) and queue depths; exit 1 when no "
-        "live worker serves a given --queue, --config or --hostname (any worker if none given)."
+        "live worker serves a given --queue, --profile or --hostname (any worker if none given)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -71,7 +71,9 @@ class Status(Subcommand):
             help="require a live worker consuming this queue (repeatable)",
         )
         parser.add_argument(
-            "--config",
+            "--profile",
+            "--config",  # the flag's former name, kept as an alias
+            dest="profile",
             action="append",
             default=[],
             metavar="PROFILE",
@@ -99,7 +101,7 @@ class Status(Subcommand):
             *(f"queue {q!r}" for q in options["queue"] if not any(q in queues_of(w) for w in live)),
             *(
                 f"profile {c!r}"
-                for c in options["config"]
+                for c in options["profile"]
                 if not any(profile_of(w) == c for w in live)
             ),
             *(
@@ -108,7 +110,7 @@ class Status(Subcommand):
                 if not any(w.hostname == h for w in live)
             ),
         ]
-        asked = bool(options["queue"] or options["config"] or options["hostname"])
+        asked = bool(options["queue"] or options["profile"] or options["hostname"])
         queues: list[QueueStats] = []
         broker_error = ""
         if not options["workers_only"]:

@@ -9,9 +9,12 @@ from djworker.models.workers import (
     ControlCommand,
     Dashboard,
     Worker,
-    WorkerConfig,
+    WorkerProfile,
     WorkerState,
 )
+
+#: the model's name before it was ``WorkerProfile``, kept so that projects' imports still work
+WorkerConfig = WorkerProfile
 
 __all__ = [
     "BrokerQueue",
@@ -25,5 +28,6 @@ __all__ = [
     "TaskStatus",
     "Worker",
     "WorkerConfig",
+    "WorkerProfile",
     "WorkerState",
 ]

@@ -1,7 +1,7 @@
-"""The control plane's tables: pool-settings profiles, running workers, control commands.
+"""The control plane's tables: worker profiles, running workers, control commands.
 
-``WorkerConfig`` is what operators edit in the admin ("pool settings"); a worker started with
-``runworker --config NAME`` follows the profile of that name. ``Worker`` is one row per worker
+``WorkerProfile`` is what operators edit in the admin ("Worker profiles"); a worker started with
+``runworker --profile NAME`` follows the profile of that name. ``Worker`` is one row per worker
 process, kept current by its control thread. ``ControlCommand`` records every request made of a
 worker and its outcome.
 """
@@ -37,8 +37,8 @@ PROFILE_FIELD_OF = {
 STALE_AFTER_INTERVALS = 3
 
 
-class WorkerConfig(models.Model):
-    """A named profile of pool settings that running workers follow live.
+class WorkerProfile(models.Model):
+    """A worker profile: named pool settings that running workers follow live.
 
     A blank field means "not set here": the value comes from ``settings.DJWORKER`` or the code
     default. Environment variables and command-line options still win over the profile.
@@ -87,8 +87,8 @@ class WorkerConfig(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        verbose_name = "pool settings"
-        verbose_name_plural = "pool settings"
+        verbose_name = "worker profile"
+        verbose_name_plural = "worker profiles"
         ordering = ("name",)
         permissions = [("choose_custom_pool", "Can choose a custom pool class in a profile")]
 
@@ -99,7 +99,7 @@ class WorkerConfig(models.Model):
         # Every save is a new revision, so workers can say which one they have applied.
         if self.pk is not None:
             self.revision = (
-                WorkerConfig.objects.filter(pk=self.pk).values_list("revision", flat=True).first()
+                WorkerProfile.objects.filter(pk=self.pk).values_list("revision", flat=True).first()
                 or 0
             ) + 1
         super().save(*args, **kwargs)
@@ -240,7 +240,7 @@ class Worker(models.Model):
     hostname = models.CharField(max_length=255, unique=True)
     pid = models.IntegerField(default=0)
     config = models.ForeignKey(
-        WorkerConfig,
+        WorkerProfile,
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
@@ -342,7 +342,7 @@ class ControlCommand(models.Model):
 
 def bump_revision(config_id: int) -> None:
     """Make workers re-read a profile without changing it (used after a bulk update)."""
-    WorkerConfig.objects.filter(pk=config_id).update(revision=F("revision") + 1)
+    WorkerProfile.objects.filter(pk=config_id).update(revision=F("revision") + 1)
 
 
 def request_termination(task_id: str, *, requested_by: Any = None) -> ControlCommand:

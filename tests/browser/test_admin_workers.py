@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
-from djworker.models import ControlCommand, Worker, WorkerConfig
+from djworker.models import ControlCommand, Worker, WorkerProfile
 from tests.integration.harness import WorkerProcess, unique_queue, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -28,9 +28,9 @@ def log_in(page: Any, live_server: Any) -> None:
 def test_an_operator_changes_pool_settings_and_is_told_when_the_minimum_exceeds_the_maximum(
     page: Any, live_server: Any
 ) -> None:
-    profile = WorkerConfig.objects.create(name="default", concurrency=2)
+    profile = WorkerProfile.objects.create(name="default", concurrency=2)
     log_in(page, live_server)
-    page.goto(f"{live_server.url}/admin/djworker/workerconfig/")
+    page.goto(f"{live_server.url}/admin/djworker/workerprofile/")
     page.click("text=default")
     page.fill("#id_concurrency", "5")
     page.click("input[name=_save]")
@@ -57,9 +57,9 @@ def test_an_operator_grows_a_running_worker_by_one_from_the_worker_list(
         unique_queue(),
         "-n",
         hostname,
-        "--config",
+        "--profile",
         hostname,
-        "--create-config",
+        "--create-profile",
         broker_url=redis_url,
     ).start()
     try:

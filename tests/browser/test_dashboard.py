@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from djworker.models import ControlCommand, TaskResult, Worker, WorkerConfig
+from djworker.models import ControlCommand, TaskResult, Worker, WorkerProfile
 from tests.browser.test_admin_workers import log_in
 from tests.integration.harness import WorkerProcess, unique_queue, wait_for
 from tests.taskapp import tasks
@@ -48,7 +48,7 @@ def start_worker(redis_url: str, use_broker: Any) -> Iterator[Callable[[int], St
         queue = unique_queue()
         process = WorkerProcess(
             *("--pool", "threads", "-c", str(concurrency), "-Q", queue, "-n", hostname),
-            *("--config", hostname, "--create-config"),
+            *("--profile", hostname, "--create-profile"),
             broker_url=redis_url,
         )
         started.append(process)
@@ -141,9 +141,9 @@ def test_editing_the_pool_settings_page_applies_to_the_running_worker_and_says_w
 ) -> None:
     _, hostname, _ = worker
     row = wait_for(lambda: Worker.objects.filter(hostname=hostname).first(), what="worker row")
-    profile = WorkerConfig.objects.get(name=hostname)
+    profile = WorkerProfile.objects.get(name=hostname)
     log_in(page, live_server)
-    page.goto(f"{live_server.url}/admin/djworker/workerconfig/{profile.pk}/change/")
+    page.goto(f"{live_server.url}/admin/djworker/workerprofile/{profile.pk}/change/")
     assert "prefork: CPU-bound work" in page.inner_text(".field-pool")
     page.fill("#id_concurrency", "3")
     page.fill("#id_prefetch_multiplier", "2")

@@ -658,9 +658,9 @@ def test_a_queue_no_worker_consumes_is_a_warning() -> None:
 
 
 def test_a_queue_a_profile_consumes_passes_the_checks() -> None:
-    from djworker.models.workers import WorkerConfig
+    from djworker.models.workers import WorkerProfile
 
-    WorkerConfig.objects.create(name="mailers", queues="mail, other")
+    WorkerProfile.objects.create(name="mailers", queues="mail, other")
     with override_settings(TASKS={"default": {"BACKEND": BACKEND, "QUEUES": ["default", "mail"]}}):
         assert list(task_backends["default"].check()) == []
 

@@ -14,7 +14,7 @@ from djworker.admin.worker_page import BUTTONS
 from djworker.admin.workers import WorkerAdmin
 from djworker.control import ControlPlane
 from djworker.control_commands import CONTROL_ACTIONS
-from djworker.models import CommandAction, CommandStatus, ControlCommand, WorkerConfig
+from djworker.models import CommandAction, CommandStatus, ControlCommand, WorkerProfile
 from tests.inprocess.conftest import Rig
 from tests.inprocess.test_consumer import add
 
@@ -92,7 +92,7 @@ def test_a_grow_command_out_of_bounds_fails_naming_the_bound_and_the_value(
 def test_a_profile_revision_applies_its_values_except_those_pinned_on_the_command_line(
     make_rig: MakeRig,
 ) -> None:
-    profile = WorkerConfig.objects.create(name="inprocess", concurrency=1, prefetch_multiplier=1)
+    profile = WorkerProfile.objects.create(name="inprocess", concurrency=1, prefetch_multiplier=1)
     # The command line pins prefetch_multiplier (make_rig passes 1) and leaves concurrency open.
     rig = make_rig(profile="inprocess", concurrency=None, control_interval_s=0.01)
     plane = plane_for(rig)
@@ -117,7 +117,7 @@ def test_a_profile_revision_applies_its_values_except_those_pinned_on_the_comman
 
 
 def test_a_profile_revision_that_cannot_apply_is_refused_and_says_why(make_rig: MakeRig) -> None:
-    profile = WorkerConfig.objects.create(name="inprocess")
+    profile = WorkerProfile.objects.create(name="inprocess")
     rig = make_rig(pool="solo", profile="inprocess", concurrency=None, control_interval_s=0.01)
     plane = plane_for(rig)
 
@@ -257,7 +257,7 @@ def test_a_profile_renaming_its_pool_to_an_alias_of_the_same_pool_restarts_nothi
     restarts: list[str] = []
     monkeypatch.setattr(Worker, "restart_process", lambda self: restarts.append("process"))
     monkeypatch.setattr(Worker, "replace_pool", lambda self: restarts.append("pool"))
-    profile = WorkerConfig.objects.create(name="inprocess", pool="prefork")
+    profile = WorkerProfile.objects.create(name="inprocess", pool="prefork")
     rig = make_rig(pool=None, profile="inprocess", control_interval_s=0.01)
     plane = plane_for(rig)
     pool = rig.pool

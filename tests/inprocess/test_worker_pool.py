@@ -14,7 +14,7 @@ from django.db import connections
 
 from djworker import green
 from djworker.conf import WorkerSettings
-from djworker.models import CommandAction, CommandStatus, WorkerConfig
+from djworker.models import CommandAction, CommandStatus, WorkerProfile
 from djworker.worker import ColdShutdown, Worker
 from tests.inprocess.conftest import Rig
 from tests.inprocess.recording import answers
@@ -153,7 +153,7 @@ def test_a_cold_shutdown_during_the_drain_of_a_process_restart_stops_instead_of_
 def test_a_profile_revision_is_applied_by_the_worker_on_the_consumer_thread(
     make_rig: MakeRig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    profile = WorkerConfig.objects.create(name="inprocess", concurrency=1)
+    profile = WorkerProfile.objects.create(name="inprocess", concurrency=1)
     rig = make_rig(profile="inprocess", concurrency=None, control_interval_s=0.01)
     plane = plane_for(rig)
     applied: list[WorkerSettings] = []

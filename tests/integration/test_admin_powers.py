@@ -13,7 +13,7 @@ from django.test import Client, override_settings
 from django.utils import timezone
 
 from djworker import message, result_store
-from djworker.models import ControlCommand, TaskResult, Worker, WorkerConfig
+from djworker.models import ControlCommand, TaskResult, Worker, WorkerProfile
 from djworker.models.workers import bump_revision
 from tests.integration.harness import unique_queue, wait_for
 from tests.integration.test_control import change_form_data, unique_name, wait_row
@@ -63,8 +63,8 @@ def test_a_worker_refuses_a_grow_or_a_profile_above_the_maximum_and_keeps_its_he
 ) -> None:
     use_broker(redis_url)
     queue, hostname = unique_queue(), unique_name("big")
-    profile = WorkerConfig.objects.create(name=unique_name("p"), concurrency=2, queues=queue)
-    worker_factory("--config", profile.name, "-n", hostname, broker_url=redis_url)
+    profile = WorkerProfile.objects.create(name=unique_name("p"), concurrency=2, queues=queue)
+    worker_factory("--profile", profile.name, "-n", hostname, broker_url=redis_url)
     target = Worker.objects.get(hostname=hostname)
 
     command = ControlCommand.objects.create(worker=target, action="grow", argument=2**31 - 1)
@@ -75,7 +75,7 @@ def test_a_worker_refuses_a_grow_or_a_profile_above_the_maximum_and_keeps_its_he
     assert failed.message == f"grow needs N from 1 to 1000 {BOUND}; got 2147483647"
 
     # Written without clean(), as a script could: the worker refuses it and says why.
-    WorkerConfig.objects.filter(pk=profile.pk).update(concurrency=5000)
+    WorkerProfile.objects.filter(pk=profile.pk).update(concurrency=5000)
     bump_revision(profile.pk)
     refused = wait_row(hostname, "profile refused", lambda w: "5000" in w.config_error)
     assert (
@@ -92,7 +92,7 @@ def test_a_worker_refuses_a_grow_or_a_profile_above_the_maximum_and_keeps_its_he
 
 def test_runworker_refuses_a_concurrency_above_the_maximum_in_one_line() -> None:
     result = run_command(
-        "--pool", "threads", "-c", "1001", "--config", unique_name("p"), "--create-config"
+        "--pool", "threads", "-c", "1001", "--profile", unique_name("p"), "--create-profile"
     )
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
@@ -108,7 +108,7 @@ def test_a_prefetch_count_above_what_amqp_can_carry_is_capped_and_tasks_still_ru
     queue = unique_queue()
     worker_factory(
         "-c", "1", "--prefetch-multiplier", "70000", "-Q", queue, "-n", unique_name("pf"),
-        "--config", unique_name("p"), "--create-config", broker_url=amqp_url,
+        "--profile", unique_name("p"), "--create-profile", broker_url=amqp_url,
     )  # fmt: skip
     assert tasks.add.apply_async((4, 4), queue=queue).get(timeout=15) == 8
 
@@ -118,16 +118,16 @@ def test_a_prefetch_count_above_what_amqp_can_carry_is_capped_and_tasks_still_ru
 
 def start_canary_worker(
     worker_factory: Any, redis_url: str, tmp_path: Path
-) -> tuple[WorkerConfig, str, Path]:
+) -> tuple[WorkerProfile, str, Path]:
     """A threads worker of 1 slot following a fresh profile; the file that says whether it
     imported the module no profile may name."""
     marker = tmp_path / "imported"
     hostname = unique_name("w")
-    profile = WorkerConfig.objects.create(
+    profile = WorkerProfile.objects.create(
         name=unique_name("p"), concurrency=1, queues=unique_queue()
     )
     worker_factory(
-        "--config",
+        "--profile",
         profile.name,
         "-n",
         hostname,
@@ -143,14 +143,14 @@ def test_a_worker_refuses_a_profile_pool_outside_the_allow_list_and_never_import
     use_broker(redis_url)
     profile, hostname, marker = start_canary_worker(worker_factory, redis_url, tmp_path)
     queue = profile.queues
-    WorkerConfig.objects.filter(pk=profile.pk).update(pool=CANARY)
+    WorkerProfile.objects.filter(pk=profile.pk).update(pool=CANARY)
     bump_revision(profile.pk)
     refused = wait_row(hostname, "pool refused", lambda w: CANARY in w.config_error)
     assert "is not one of the custom pools a profile may name" in refused.config_error
     assert refused.pool == "threads"
     assert tasks.add.apply_async((1, 2), queue=queue).get(timeout=10) == 3
 
-    started = run_command("--config", profile.name, "-n", unique_name("late"))
+    started = run_command("--profile", profile.name, "-n", unique_name("late"))
     assert started.returncode != 0
     assert started.stderr.strip().splitlines()[-1] == (
         f"CommandError: profile {profile.name!r}: pool {CANARY!r} is not one of the custom pools "
@@ -168,8 +168,8 @@ def test_a_profile_editor_without_the_control_permission_cannot_pause_or_switch_
     use_broker(redis_url)
     profile, hostname, marker = start_canary_worker(worker_factory, redis_url, tmp_path)
     queue = profile.queues
-    client = staff("view_workerconfig", "change_workerconfig")
-    url = f"/admin/djworker/workerconfig/{profile.pk}/change/"
+    client = staff("view_workerprofile", "change_workerprofile")
+    url = f"/admin/djworker/workerprofile/{profile.pk}/change/"
     form = client.get(url).content.decode()
     assert 'name="concurrency"' in form
     assert 'name="paused"' not in form and 'name="pool"' not in form
@@ -185,9 +185,9 @@ def test_a_profile_editor_without_the_control_permission_cannot_pause_or_switch_
 
 
 def test_with_the_control_permission_a_profile_may_pause_and_change_to_a_built_in_pool() -> None:
-    profile = WorkerConfig.objects.create(name=unique_name("p"))
-    client = staff("view_workerconfig", "change_workerconfig", "control_worker")
-    url = f"/admin/djworker/workerconfig/{profile.pk}/change/"
+    profile = WorkerProfile.objects.create(name=unique_name("p"))
+    client = staff("view_workerprofile", "change_workerprofile", "control_worker")
+    url = f"/admin/djworker/workerprofile/{profile.pk}/change/"
     saved = client.post(url, change_form_data(profile, paused="on", pool="prefork"))
     assert saved.status_code == 302
     profile.refresh_from_db()
@@ -196,11 +196,11 @@ def test_with_the_control_permission_a_profile_may_pause_and_change_to_a_built_i
 
 @override_settings(DJWORKER={"CUSTOM_POOLS": ["example_project.pools:ExecutorPool"]})
 def test_a_custom_pool_needs_its_own_permission_and_the_allow_list() -> None:
-    profile = WorkerConfig.objects.create(name=unique_name("p"))
-    url = f"/admin/djworker/workerconfig/{profile.pk}/change/"
+    profile = WorkerProfile.objects.create(name=unique_name("p"))
+    url = f"/admin/djworker/workerprofile/{profile.pk}/change/"
     custom = "example_project.pools:ExecutorPool"
 
-    controller = staff("view_workerconfig", "change_workerconfig", "control_worker")
+    controller = staff("view_workerprofile", "change_workerprofile", "control_worker")
     refused = html.unescape(
         controller.post(url, change_form_data(profile, pool=custom)).content.decode()
     )
@@ -210,8 +210,8 @@ def test_a_custom_pool_needs_its_own_permission_and_the_allow_list() -> None:
     )
 
     chooser = staff(
-        "view_workerconfig",
-        "change_workerconfig",
+        "view_workerprofile",
+        "change_workerprofile",
         "control_worker",
         "choose_custom_pool",
         username="chooser",
@@ -231,7 +231,7 @@ def test_a_custom_pool_needs_its_own_permission_and_the_allow_list() -> None:
 
 def test_without_the_control_permission_no_control_action_is_sent() -> None:
     worker = Worker.objects.create(hostname=unique_name("w"))
-    viewer = staff("view_worker", "view_taskresult", "view_workerconfig", "change_workerconfig")
+    viewer = staff("view_worker", "view_taskresult", "view_workerprofile", "change_workerprofile")
     for action in ("pause", "grow", "restart_pool", "shutdown"):
         viewer.post(
             "/admin/djworker/worker/", {"action": action, "n": "1", "_selected_action": [worker.pk]}

@@ -11,7 +11,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from djworker.models import TaskResult, WorkerConfig
+from djworker.models import TaskResult, WorkerProfile
 from tests.integration.test_dashboard import DASHBOARD, client_for
 
 pytestmark = pytest.mark.django_db
@@ -64,11 +64,11 @@ def test_the_command_advises_prefork_for_cpu_bound_and_threads_for_waiting_tasks
 
 def test_the_command_creates_the_two_profiles_and_says_when_there_is_nothing_to_advise() -> None:
     assert "nothing to advise yet" in advise("--create-profiles")
-    assert not WorkerConfig.objects.exists()
+    assert not WorkerProfile.objects.exists()
     runs("app.resize", 6, cpu_s=0.9, wall_s=1.0)
     runs("app.fetch", 6, cpu_s=0.01, wall_s=2.0)
     assert "Profiles written: cpu, io." in advise("--create-profiles", "--cpus", "3")
-    cpu, io = WorkerConfig.objects.order_by("name")
+    cpu, io = WorkerProfile.objects.order_by("name")
     assert (cpu.pool, cpu.concurrency, cpu.queues) == ("prefork", 3, "cpu")
     assert (io.pool, io.concurrency, io.queues) == ("threads", 4, "io")
 
@@ -85,14 +85,14 @@ def test_the_dashboard_shows_the_advice_and_only_controllers_may_create_the_prof
     assert watcher.post(url, {"advisor_window": "15"}).status_code == 403
 
     controller = client_for(
-        "view_taskresult", "control_worker", "add_workerconfig", "change_workerconfig"
+        "view_taskresult", "control_worker", "add_workerprofile", "change_workerprofile"
     )
     plain = controller.get(DASHBOARD).content.decode()
     assert "dw-advise" in plain and "dw-advised-pool" not in plain  # only when asked for
     assert "dw-create-profiles" in controller.get(f"{DASHBOARD}?advisor_window=60").content.decode()
     page = controller.post(url, {"advisor_window": "15"}, follow=True).content.decode()
     assert "Profiles written: cpu, io." in page
-    assert set(WorkerConfig.objects.values_list("name", "pool")) == {
+    assert set(WorkerProfile.objects.values_list("name", "pool")) == {
         ("cpu", "prefork"),
         ("io", "threads"),
     }

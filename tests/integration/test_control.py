@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from djworker.concurrency import PROFILE_POOLS
 from djworker.exceptions import TaskFailed
-from djworker.models import ControlCommand, TaskResult, Worker, WorkerConfig
+from djworker.models import ControlCommand, TaskResult, Worker, WorkerProfile
 from djworker.result import AsyncResult
 from tests.integration.harness import READY, unique_queue, wait_for
 from tests.taskapp import tasks
@@ -48,7 +48,7 @@ def admin_client() -> Client:
     return client
 
 
-def change_form_data(profile: WorkerConfig, **changes: object) -> dict[str, object]:
+def change_form_data(profile: WorkerProfile, **changes: object) -> dict[str, object]:
     data: dict[str, object] = {
         field: ("" if getattr(profile, field) is None else getattr(profile, field))
         for field in (
@@ -81,14 +81,14 @@ def test_saving_a_profile_resizes_every_follower_but_never_a_setting_pinned_on_t
 ) -> None:
     use_broker(redis_url)
     queue = unique_queue()
-    profile = WorkerConfig.objects.create(name=unique_name("p"), concurrency=2, queues=queue)
+    profile = WorkerProfile.objects.create(name=unique_name("p"), concurrency=2, queues=queue)
     free, pinned = unique_name("free"), unique_name("pinned")
     workers = [
         worker_factory(
-            "--config", profile.name, "-n", free, broker_url=redis_url, wait_ready=False
+            "--profile", profile.name, "-n", free, broker_url=redis_url, wait_ready=False
         ),
         worker_factory(
-            "--config",
+            "--profile",
             profile.name,
             "-n",
             pinned,
@@ -119,11 +119,11 @@ def test_a_profile_saved_in_the_admin_adds_a_queue_and_a_bad_one_is_refused_nami
 ) -> None:
     use_broker(redis_url)
     queue, extra = unique_queue(), unique_queue("extra")
-    profile = WorkerConfig.objects.create(name=unique_name("p"), concurrency=1, queues=queue)
+    profile = WorkerProfile.objects.create(name=unique_name("p"), concurrency=1, queues=queue)
     hostname = unique_name("w")
-    worker_factory("--config", profile.name, "-n", hostname, broker_url=redis_url)
+    worker_factory("--profile", profile.name, "-n", hostname, broker_url=redis_url)
     client = admin_client()
-    url = f"/admin/djworker/workerconfig/{profile.pk}/change/"
+    url = f"/admin/djworker/workerprofile/{profile.pk}/change/"
 
     refused = client.post(url, change_form_data(profile, autoscale_min=4, autoscale_max=2))
     assert refused.status_code == 200
@@ -142,7 +142,7 @@ def test_a_profile_saved_in_the_admin_adds_a_queue_and_a_bad_one_is_refused_nami
     profile.refresh_from_db()
     client.post(url, change_form_data(profile, queues=extra))
     cancelled = wait_row(hostname, "first queue cancelled", lambda w: w.queues == extra)
-    assert cancelled.applied_revision == WorkerConfig.objects.get(pk=profile.pk).revision
+    assert cancelled.applied_revision == WorkerProfile.objects.get(pk=profile.pk).revision
     left = tasks.add.apply_async((2, 2), queue=queue)
     with pytest.raises(Exception, match="did not finish"):
         left.get(timeout=1.5)
@@ -166,9 +166,9 @@ def test_autoscale_grows_under_a_backlog_and_shrinks_back_after_the_keepalive(
         queue,
         "-n",
         hostname,
-        "--config",
+        "--profile",
         unique_name("p"),
-        "--create-config",
+        "--create-profile",
         broker_url=redis_url,
     )
     assert row(hostname).pool_size == 1  # type: ignore[union-attr]
@@ -191,10 +191,10 @@ def test_changing_the_pool_kind_restarts_the_pool_gracefully_and_loses_no_task(
 ) -> None:
     use_broker(redis_url)
     queue, hostname = unique_queue(), unique_name("kind")
-    profile = WorkerConfig.objects.create(
+    profile = WorkerProfile.objects.create(
         name=unique_name("p"), pool="threads", concurrency=2, queues=queue
     )
-    worker_factory("--config", profile.name, "-n", hostname, broker_url=redis_url)
+    worker_factory("--profile", profile.name, "-n", hostname, broker_url=redis_url)
     results = [tasks.sleep.apply_async((0.3,), queue=queue) for _ in range(8)]
     wait_for(lambda: TaskResult.objects.filter(status="RUNNING").exists(), what="a task running")
     profile.pool, profile.concurrency = new_pool, new_size
@@ -219,9 +219,9 @@ def test_a_solo_worker_running_a_long_task_keeps_its_heartbeat_and_answers_a_pau
         queue,
         "-n",
         hostname,
-        "--config",
+        "--profile",
         unique_name("p"),
-        "--create-config",
+        "--create-profile",
         broker_url=redis_url,
     )
     long_task = tasks.sleep.apply_async((5,), queue=queue)
@@ -249,8 +249,8 @@ def test_a_paused_profile_takes_no_new_task_until_it_is_resumed(
 ) -> None:
     use_broker(redis_url)
     queue, hostname = unique_queue(), unique_name("pause")
-    profile = WorkerConfig.objects.create(name=unique_name("p"), concurrency=1, queues=queue)
-    worker_factory("--config", profile.name, "-n", hostname, broker_url=redis_url)
+    profile = WorkerProfile.objects.create(name=unique_name("p"), concurrency=1, queues=queue)
+    worker_factory("--profile", profile.name, "-n", hostname, broker_url=redis_url)
     profile.paused = True
     profile.save()
     wait_row(hostname, "paused", lambda w: w.paused and w.applied_revision == profile.revision)
@@ -274,9 +274,9 @@ def test_admin_actions_grow_a_worker_record_the_outcome_and_a_warm_shutdown_says
         unique_queue(),
         "-n",
         hostname,
-        "--config",
+        "--profile",
         unique_name("p"),
-        "--create-config",
+        "--create-profile",
         broker_url=redis_url,
     )
     client = admin_client()
@@ -316,7 +316,7 @@ def test_only_staff_with_the_control_permission_see_the_controls() -> None:
     client.login(username="viewer", password="pw")
     page = client.get("/admin/djworker/worker/").content.decode()
     assert "seen-host" in page and "Grow the pool by N" not in page
-    assert client.get("/admin/djworker/workerconfig/").status_code == 403
+    assert client.get("/admin/djworker/workerprofile/").status_code == 403
 
     viewer.user_permissions.add(Permission.objects.get(codename="control_worker"))
     assert "Grow the pool by N" in client.get("/admin/djworker/worker/").content.decode()
@@ -356,9 +356,9 @@ def test_warm_shutdown_by_signal_also_marks_the_worker_stopped(worker_factory, r
         unique_queue(),
         "-n",
         hostname,
-        "--config",
+        "--profile",
         unique_name("p"),
-        "--create-config",
+        "--create-profile",
         broker_url=redis_url,
     )
     worker.signal(signal.SIGTERM)
@@ -374,7 +374,8 @@ def test_admin_actions_on_two_workers_at_once_pause_resume_shrink_and_restart_bo
     hostnames = [unique_name("pair"), unique_name("pair")]
     for hostname in hostnames:
         worker_factory(
-            "-c", "2", "-Q", queue, "-n", hostname, "--config", unique_name("p"), "--create-config",
+            "-c", "2", "-Q", queue, "-n", hostname,
+            "--profile", unique_name("p"), "--create-profile",
             broker_url=redis_url, wait_ready=False,
         )  # fmt: skip
     for hostname in hostnames:
@@ -421,7 +422,7 @@ def test_restarting_a_prefork_pool_starts_the_process_again_with_a_clean_fork_se
     queue, hostname = unique_queue(), unique_name("fresh")
     worker = worker_factory(
         "--pool", "prefork", "-c", "1", "-Q", queue, "-n", hostname,
-        "--config", unique_name("p"), "--create-config", broker_url=redis_url,
+        "--profile", unique_name("p"), "--create-profile", broker_url=redis_url,
     )  # fmt: skip
     assert worker.process is not None
     first_child = tasks.whoami.apply_async(queue=queue).get(timeout=20)["pid"]

@@ -17,7 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from djworker import throughput
-from djworker.models import ControlCommand, TaskResult, TaskStatus, Worker, WorkerConfig
+from djworker.models import ControlCommand, TaskResult, TaskStatus, Worker, WorkerProfile
 from tests.taskapp import tasks
 
 pytestmark = pytest.mark.django_db
@@ -76,7 +76,7 @@ def test_a_staff_user_without_view_permissions_sees_which_permission_shows_each_
 def test_the_json_lists_workers_with_their_figures_and_a_silent_worker_turns_stale_or_lost() -> (
     None
 ):
-    profile = WorkerConfig.objects.create(name=f"p{uuid.uuid4().hex[:6]}")
+    profile = WorkerProfile.objects.create(name=f"p{uuid.uuid4().hex[:6]}")
     Worker.objects.create(
         hostname="w-live",
         pool="threads",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from djworker.models import WorkerConfig
+from djworker.models import WorkerProfile
 from tests.integration.harness import ROOT, database_url_for_workers, unique_queue
 from tests.taskapp import tasks
 
@@ -46,13 +46,13 @@ def refused(result: subprocess.CompletedProcess[str], message: str) -> None:
     [
         (["--time-limit", "nan"], "--time-limit expects a positive number of seconds"),
         (["--time-limit", "inf"], "--time-limit expects a positive number of seconds"),
-        (["--config", "c" * 150], "--config expects a profile name of at most 100"),
-        (["--config", "<script>"], "--config expects a profile name"),
+        (["--profile", "c" * 150], "--profile expects a profile name of at most 100"),
+        (["--profile", "<script>"], "--profile expects a profile name"),
         (["-n", "n" * 300], "--hostname expects a worker name of at most 255"),
         (["-Q", "q" * 201], "queue names have at most 200 characters"),
         (["--broker", "nonsense://x"], "unknown transport 'nonsense'"),
         (["--pool", "threads", "--time-limit", "2"], "the threads pool cannot enforce a hard"),
-        (["--config", "no-such-profile"], "no pool settings profile named 'no-such-profile'"),
+        (["--profile", "no-such-profile"], "no worker profile named 'no-such-profile'"),
     ],
 )
 def test_a_bad_value_on_the_command_line_is_refused_in_one_line(
@@ -104,17 +104,17 @@ def test_a_missing_amqp_vhost_is_refused_in_one_line(amqp_url: str) -> None:
 
 
 def test_a_profile_is_created_only_when_asked(worker_factory, redis_url) -> None:  # type: ignore[no-untyped-def]
-    WorkerConfig.objects.create(name="existing-profile")
+    WorkerProfile.objects.create(name="existing-profile")
     name = f"new-{uuid.uuid4().hex[:8]}"
-    result = runworker("--config", name, "--broker", redis_url)
+    result = runworker("--profile", name, "--broker", redis_url)
     refused(result, "existing profiles: ")
-    assert "existing-profile" in result.stderr and "--create-config" in result.stderr
-    assert not WorkerConfig.objects.filter(name=name).exists()
+    assert "existing-profile" in result.stderr and "--create-profile" in result.stderr
+    assert not WorkerProfile.objects.filter(name=name).exists()
 
     worker = worker_factory(
-        "--config", name, "--create-config", "-Q", unique_queue(), broker_url=redis_url
+        "--profile", name, "--create-profile", "-Q", unique_queue(), broker_url=redis_url
     )
-    assert WorkerConfig.objects.filter(name=name).exists()
+    assert WorkerProfile.objects.filter(name=name).exists()
     worker.signal(signal.SIGTERM)
     assert worker.wait() == 0
 

@@ -1,4 +1,4 @@
-"""The pool settings page guides: pool choices with the work each suits, inherited values,
+"""The worker profile page guides: pool choices with the work each suits, inherited values,
 sizes and queue names checked as the command line checks them, and each worker's outcome."""
 
 from __future__ import annotations
@@ -9,19 +9,19 @@ import uuid
 import pytest
 from django.test import override_settings
 
-from djworker.models import Worker, WorkerConfig
+from djworker.models import Worker, WorkerProfile
 from tests.integration.test_control import change_form_data
 from tests.integration.test_dashboard import client_for
 
 pytestmark = pytest.mark.django_db
 
 
-def profile_page(profile: WorkerConfig) -> str:
-    return f"/admin/djworker/workerconfig/{profile.pk}/change/"
+def profile_page(profile: WorkerProfile) -> str:
+    return f"/admin/djworker/workerprofile/{profile.pk}/change/"
 
 
-def new_profile(**fields: object) -> WorkerConfig:
-    return WorkerConfig.objects.create(name=f"p{uuid.uuid4().hex[:6]}", **fields)
+def new_profile(**fields: object) -> WorkerProfile:
+    return WorkerProfile.objects.create(name=f"p{uuid.uuid4().hex[:6]}", **fields)
 
 
 def test_the_pool_is_a_choice_saying_what_work_each_pool_suits() -> None:
@@ -125,10 +125,11 @@ def test_after_a_save_each_running_worker_says_what_it_applied_and_what_it_keeps
             ["prefetch_multiplier", 2, "admin"],
         ],
     )
-    live = client.get(f"/admin/djworker/workerconfig/{profile.pk}/followers/").json()
+    live = client.get(f"/admin/djworker/workerprofile/{profile.pk}/followers/").json()
     (row,) = live["workers"]
     assert (row["status"], row["applied"]) == ("applied revision 2", "prefetch_multiplier 2")
     assert "keeps concurrency 2 pinned by --concurrency" in live["html"]["followers"]
     assert (
-        client_for().get(f"/admin/djworker/workerconfig/{profile.pk}/followers/").status_code == 403
+        client_for().get(f"/admin/djworker/workerprofile/{profile.pk}/followers/").status_code
+        == 403
     )

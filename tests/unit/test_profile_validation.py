@@ -10,7 +10,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.test import override_settings
 
-from djworker.models import WorkerConfig
+from djworker.models import WorkerProfile
 
 pytestmark = pytest.mark.django_db
 
@@ -67,7 +67,7 @@ def test_a_bad_profile_is_refused_on_the_field_naming_the_allowed_values(
     values: dict[str, Any], field: str, message: str
 ) -> None:
     with pytest.raises(ValidationError) as info:
-        WorkerConfig(name="p", **values).full_clean()
+        WorkerProfile(name="p", **values).full_clean()
     errors = info.value.message_dict
     assert list(errors) == [field], errors
     assert message in errors[field][0]
@@ -85,17 +85,17 @@ def test_a_bad_profile_is_refused_on_the_field_naming_the_allowed_values(
     ],
 )
 def test_a_good_profile_is_accepted(values: dict[str, Any]) -> None:
-    WorkerConfig(name="p", **values).full_clean()
+    WorkerProfile(name="p", **values).full_clean()
 
 
 @override_settings(DJWORKER={"CUSTOM_POOLS": ["example_project.pools:ExecutorPool"]})
 def test_an_allow_listed_custom_pool_is_accepted() -> None:
-    WorkerConfig(name="p", pool="example_project.pools:ExecutorPool").full_clean()
+    WorkerProfile(name="p", pool="example_project.pools:ExecutorPool").full_clean()
 
 
 @override_settings(DJWORKER={"MAX_CONCURRENCY": 4000})
 def test_the_size_bound_follows_the_setting() -> None:
-    WorkerConfig(name="p", concurrency=4000).full_clean()
+    WorkerProfile(name="p", concurrency=4000).full_clean()
 
 
 def test_validating_a_pool_never_imports_the_module_it_names(
@@ -105,9 +105,9 @@ def test_validating_a_pool_never_imports_the_module_it_names(
     monkeypatch.setenv("DJWORKER_IMPORT_CANARY", str(marker))
     path = "tests.taskapp.exits_on_import:Pool"
     with pytest.raises(ValidationError, match="is not one of the custom pools"):
-        WorkerConfig(name="p", pool=path).full_clean()
+        WorkerProfile(name="p", pool=path).full_clean()
     # Even an allow-listed class is not imported by the web process: the worker checks it.
     with override_settings(DJWORKER={"CUSTOM_POOLS": [path]}):
-        WorkerConfig(name="p", pool=path).full_clean()
+        WorkerProfile(name="p", pool=path).full_clean()
     assert not marker.exists()
     assert "tests.taskapp.exits_on_import" not in sys.modules

@@ -70,19 +70,23 @@ class Command(BaseCommand):
             help="seconds without need before an autoscaled pool shrinks (default: 30)",
         )
         parser.add_argument(
-            "--config",
+            "--profile",
+            "--config",  # the flag's former name, kept so existing command lines work
             dest="config_name",
             default=conf.DEFAULT_PROFILE,
-            type=_arg(option_values.parse_profile_name, "--config"),
+            type=_arg(option_values.parse_profile_name, "--profile"),
             metavar="NAME",
-            help="the pool settings profile (admin) to follow live; it must exist, except "
+            help="the worker profile (admin) to follow live; it must exist, except "
             f"{conf.DEFAULT_PROFILE!r}, which is created if missing (default: "
-            f"{conf.DEFAULT_PROFILE})",
+            f"{conf.DEFAULT_PROFILE}). --config is an alias",
         )
         parser.add_argument(
+            "--create-profile",
             "--create-config",
+            dest="create_profile",
             action="store_true",
-            help="create the --config profile with the defaults if it does not exist",
+            help="create the --profile worker profile with the defaults if it does not exist "
+            "(--create-config is an alias)",
         )
         parser.add_argument(
             "-Q",
@@ -159,7 +163,7 @@ class Command(BaseCommand):
         cli = {field: options.get(field) for field in conf.OPTIONS_BY_FIELD}
         name = options["config_name"]
         try:
-            admin = profile_settings(name, create=options["create_config"])
+            admin = profile_settings(name, create=options["create_profile"])
             connections.close_all()
             config = conf.load_config(cli=cli, admin=admin, config_name=name)
             configure_logging(config.loglevel)
