@@ -371,3 +371,32 @@ def test_the_demo_command_enqueues_a_django_task_a_worker_runs(
         TaskResultStatus.SUCCESSFUL,
         "hello, djworker",
     )
+
+
+def test_a_paused_profile_holds_django_tasks_until_it_is_resumed(
+    worker_factory: Callable[..., WorkerProcess],
+) -> None:
+    import time
+    import uuid
+
+    from djworker.models import Worker, WorkerConfig
+
+    queue, hostname = unique_queue("dt"), f"dtpause-{uuid.uuid4().hex[:8]}"
+    profile = WorkerConfig.objects.create(name=f"dt-{uuid.uuid4().hex[:8]}", queues=queue)
+    worker_factory("--pool", "threads", "--config", profile.name, "-n", hostname)
+    profile.paused = True
+    profile.save()
+    wait_for(
+        lambda: Worker.objects.filter(
+            hostname=hostname, paused=True, applied_revision=profile.revision
+        ).exists(),
+        what="the worker to pause",
+    )
+    held = tasks.calculate_meaning_of_life.using(queue_name=queue).enqueue()
+    time.sleep(1.5)
+    held.refresh()
+    assert held.status == TaskResultStatus.READY
+    profile.paused = False
+    profile.save()
+    finished(held)
+    assert held.return_value == 42
