@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable
 
-from djworker.queues import UNKNOWN, QueueInspector, QueueStats
+from djworker.queues.inspector import UNKNOWN, QueueInspector, QueueStats
 
 
 class AmqpInspector(QueueInspector):

@@ -9,7 +9,7 @@ from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 
 from djworker.models.broker import QueueMessage
-from djworker.queues import QueueInspector, QueueStats
+from djworker.queues.inspector import QueueInspector, QueueStats
 
 
 class DatabaseInspector(QueueInspector):

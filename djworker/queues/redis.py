@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from djworker import message
 from djworker.exceptions import InvalidMessage
-from djworker.queues import UNKNOWN, QueueInspector, QueueStats, Unknown
+from djworker.queues.inspector import UNKNOWN, QueueInspector, QueueStats, Unknown
 
 
 def _published_at(item: bytes | str) -> datetime | None:
