@@ -6,7 +6,8 @@ took and never reported, a transport whose prefetch window counts messages the c
 got), the user sees tasks that never finish and an idle worker. The watch turns that silence
 into a warning that names the task ids and where they sit. It runs on the consumer's thread,
 from its loop, at most once a second, and only reads what the consumer and pool already keep
-(it is part of the consumer, in a module of its own, so it reads the consumer's bookkeeping).
+(it is part of the consumer, in a module of its own, so it reads the consumer's bookkeeping,
+described by ``WatchedConsumer`` so that this module does not import the consumer that runs it).
 """
 
 from __future__ import annotations
@@ -14,12 +15,20 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from time import monotonic
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from djworker.log_safety import get_logger
 
 if TYPE_CHECKING:
-    from djworker.consumer import Consumer
+    import queue
+
+    import kombu
+
+    from djworker.calls import RunningCalls
+    from djworker.concurrency.base import BasePool
+    from djworker.delivery import Delivery
+    from djworker.held import HeldMessages
+    from djworker.job import Outcome
 
 logger = get_logger(__name__)
 
@@ -35,10 +44,36 @@ UNACCOUNTED = "handed to the pool, neither queued nor reported running"
 TRANSPORT_FULL = "transport"
 
 
+class WatchedConsumer(Protocol):
+    """What the watch reads of ``djworker.consumer.Consumer``: the consumer's own bookkeeping."""
+
+    @property
+    def pool(self) -> BasePool: ...
+    @property
+    def hold(self) -> bool: ...
+    @property
+    def consuming(self) -> bool: ...
+    @property
+    def outcomes(self) -> queue.SimpleQueue[Outcome]: ...
+    @property
+    def _deliveries(self) -> dict[int, Delivery]: ...
+    @property
+    def _held(self) -> HeldMessages: ...
+    @property
+    def _calls(self) -> RunningCalls: ...
+    @property
+    def _kombu_consumer(self) -> kombu.Consumer | None: ...
+    @property
+    def _prefetch(self) -> int: ...
+    def _saturated(self) -> bool: ...
+
+
 class StallWatch:
     """Warns once per message that waits longer than ``WARN_AFTER_S`` while a slot is free."""
 
-    def __init__(self, consumer: Consumer, *, clock: Callable[[], float] = monotonic) -> None:
+    def __init__(
+        self, consumer: WatchedConsumer, *, clock: Callable[[], float] = monotonic
+    ) -> None:
         self.consumer = consumer
         self.clock = clock
         self._next_check = 0.0
