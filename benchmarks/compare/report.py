@@ -102,8 +102,7 @@ def _metric_table(
         + f"\n\n**Worker CPU ms / PostgreSQL sessions opened, per no-op, {TITLES[broker]}**"
         " (CPU: user + system time of the worker and its pool processes while it drained,"
         " steadier than tasks/s on a busy machine; sessions: opened in the implementation's"
-        " database from the worker's start to its stop, start-up and probes included)\n\n"
-        + "\n".join(cpu_rows)
+        " database over the same span)\n\n" + "\n".join(cpu_rows)
     )
 
 

@@ -7,7 +7,8 @@
 3. Into the now idle worker, the client sends ``probes`` latency probes paced at
    ``probe_rate`` per second; each writes its call-to-start wait to the sink.
 4. The worker is stopped; the PostgreSQL sessions opened in the implementation's database
-   from its start to its stop are counted (``pg_stat_database``). On one pool (``bulk_pool``),
+   from its start to its stop are counted (``pg_stat_database``), as they were over the
+   timed span of the drain, per no-op. On one pool (``bulk_pool``),
    the client publishes ``bulk`` no-ops at once, where the implementation has a bulk API
    (nothing consumes them: the next run empties the tables).
 
@@ -125,7 +126,6 @@ def execute(
         worker = None
         opened = sessions_opened(conn) - sessions_before
         record["pg_sessions_opened"] = opened
-        record["pg_sessions_per_task"] = round(opened / (settings.tasks + settings.probes), 4)
         if record["status"] == "ok" and settings.bulk and pool == settings.bulk_pool:
             answer = _ask(client, {"op": "bulk", "count": settings.bulk}, 300)
             if not answer.get("unsupported"):
@@ -172,17 +172,20 @@ def _drain(
     settings: Settings,
 ) -> dict[str, Any]:
     started = now = time.perf_counter()
-    first_at, first_count, first_cpu = 0.0, 0, 0.0
+    first_at, first_count, first_cpu, first_sessions = 0.0, 0, 0.0, 0
     finished = lambda: progress.finished(conn, implementation)  # noqa: E731
     for done, now in _watch(worker, finished, settings.tasks, settings.deadline_s, "no-ops"):
         if done and not first_at:
-            first_at, first_count, first_cpu = now, done, group_cpu_seconds(worker.pid)
+            first_at, first_count = now, done
+            first_cpu, first_sessions = group_cpu_seconds(worker.pid), sessions_opened(conn)
     timed = settings.tasks - first_count
     figures: dict[str, Any] = {"drain_with_startup_s": round(now - started, 3)}
     if timed >= 10 and now > first_at:
         figures["tasks_per_s"] = round(timed / (now - first_at), 1)
         cpu = group_cpu_seconds(worker.pid) - first_cpu
         figures["worker_cpu_ms_per_task"] = round(cpu * 1000 / timed, 3)
+        sessions = sessions_opened(conn) - first_sessions
+        figures["pg_sessions_per_task"] = round(sessions / timed, 4)
     return figures
 
 
@@ -253,8 +256,8 @@ def sessions_opened(conn: psycopg.Connection[Any]) -> int:
 
     Each implementation has a database of its own, so the difference across a run is the
     sessions its worker (and its client, while the worker runs) opened. A backend reports its
-    connect when it flushes its statistics, at the latest when it exits: the worker is stopped
-    before the second reading.
+    connect when it flushes its statistics: at the end of its first transaction, and at the
+    latest when it exits (the worker is stopped before the run's last reading).
     """
     row = conn.execute(
         "select sessions from pg_stat_database where datname = current_database()"
