@@ -13,7 +13,8 @@ shared socket and the server would end the *parent's* session. So:
   into the void; then the connection is closed in the usual way, which frees the descriptor.
   psycopg 3 already skips its finaliser's close in a process other than the one that opened the
   connection, but an explicit ``close()`` does not, and other drivers have no such check;
-* a retiring child closes its own connections (``close_own``).
+* a retiring child closes its own connections (``close_own``, after
+  ``worker_connections.close_task_connections``).
 
 Connections are tracked with Django's ``connection_created`` signal so that those opened by
 threads other than the forking one can still be found in the child.
@@ -210,10 +211,10 @@ def _neutralise_other_db_sockets(devnull: int) -> int:
 
 
 def close_own() -> None:
-    """In a retiring child: close this process's connections and pools politely."""
-    from djworker.worker_connections import close_task_connections
+    """In a retiring child: close Django's connections and pools politely.
 
-    close_task_connections()
+    The child's task connections (``worker_connections``) are its caller's to close first.
+    """
     for conn in connections.all(initialized_only=True):
         try:
             conn.close()

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
-from djworker import db, signals
+from djworker import db, signals, worker_connections
 from djworker.concurrency.timelimits import alarm_soft_limit
 from djworker.job import Job, Limits, Outcome
 from djworker.log_safety import get_logger
@@ -126,4 +126,5 @@ def child_main(
             if retiring:
                 return
     finally:
+        worker_connections.close_task_connections()
         db.close_own()
