@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from queue import Empty
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -31,9 +31,28 @@ from djworker.transport.database import database_errors, redeliverable_transacti
 from djworker.transport.operations import Claim
 
 if TYPE_CHECKING:
-    from djworker.transport import Transport
+    from djworker.transport.leases import LeaseKeeper
+    from djworker.transport.operations import QueueOperations
 
 logger = get_logger(__name__)
+
+
+class ChannelTransport(Protocol):
+    """What a channel uses of the ``django://`` transport that opened it (``djworker.transport``).
+
+    The transport's per-connection state: its database, its statements, the leases it renews
+    and what it knows of each queue being empty.
+    """
+
+    alias: str
+    ops: QueueOperations
+    leases: LeaseKeeper
+    visibility_timeout_s: float
+
+    def is_quiet(self, queue: str) -> bool: ...
+    def found_empty(self, queue: str) -> None: ...
+    def claim_window_s(self, queue: str) -> float | None: ...
+
 
 # The most messages one claim leases, whatever the prefetch window: bounds a claim
 # transaction and the messages a consumer holds back from its peers at once.
@@ -91,9 +110,9 @@ class Channel(virtual.Channel):
     """
 
     QoS = QoS
-    connection: Transport
+    connection: ChannelTransport
 
-    def __init__(self, connection: Transport, **kwargs: Any) -> None:
+    def __init__(self, connection: ChannelTransport, **kwargs: Any) -> None:
         super().__init__(connection, **kwargs)
         self.alias = connection.alias
         self.ops = connection.ops
