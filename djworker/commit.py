@@ -15,11 +15,12 @@ def relaxed_commit(alias: str = "default") -> Iterator[None]:
     Only for writes that a later write or a redelivery repairs if a PostgreSQL crash loses
     them: the worker's own broker bookkeeping (claims, acks, lease renewals) and a task's
     RUNNING mark (its final write follows). ``synchronous_commit`` is off for this transaction
-    only. Inside a transaction the caller opened, ``SET LOCAL`` would relax the caller's whole
-    transaction, so there this is a plain savepoint with the caller's durability.
+    only. Inside a transaction the caller opened (``atomic``, or autocommit turned off),
+    ``SET LOCAL`` would relax the caller's whole transaction, so there this is a plain savepoint
+    with the caller's durability.
     """
     connection = connections[alias]
-    outermost = not connection.in_atomic_block
+    outermost = not connection.in_atomic_block and connection.get_autocommit()
     with transaction.atomic(using=alias):
         if outermost and connection.vendor == "postgresql":
             with connection.cursor() as cursor:

@@ -130,7 +130,8 @@ class PostgresOperations(QueueOperations):
     def _statement(self, template: str, **parts: str) -> str:
         connection = connections[self.alias]
         table = connection.ops.quote_name(QueueMessage._meta.db_table)
-        commit = KEEP_COMMIT if connection.in_atomic_block else RELAXED_COMMIT
+        inside_callers = connection.in_atomic_block or not connection.get_autocommit()
+        commit = KEEP_COMMIT if inside_callers else RELAXED_COMMIT
         return template.format(table=table, commit=commit, **parts)
 
     def _run(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:

@@ -71,3 +71,24 @@ def test_inside_a_transaction_the_row_keeps_its_durability_and_goes_with_a_rollb
         raise RolledBack
     assert not any("synchronous_commit" in q["sql"] for q in queries)
     assert not TaskResult.objects.filter(id=result.id).exists()
+
+
+def test_with_autocommit_off_the_row_does_not_relax_the_callers_transaction(
+    use_broker: Callable[..., object], redis_url: str
+) -> None:
+    """A caller managing its own transaction (autocommit off) keeps its commit's durability."""
+    if connection.vendor != "postgresql":
+        pytest.skip("synchronous_commit is PostgreSQL's")
+    use_broker(redis_url)
+    add.delay(0, 0)
+    transaction.set_autocommit(False)
+    try:
+        result = add.delay(1, 2)
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            (setting,) = cursor.fetchone()
+        transaction.commit()
+    finally:
+        transaction.set_autocommit(True)
+    assert setting == "on"
+    assert TaskResult.objects.filter(id=result.id, status=TaskStatus.READY).exists()
