@@ -7,12 +7,13 @@ Messages name the bad value and what is allowed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Generic, TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
 
-if TYPE_CHECKING:
-    from djworker.result import AsyncResult
+# What ``PublishInterrupted.results`` holds: ``djworker.result.AsyncResult``, named by a type
+# variable so that this module, which every other one imports, imports none of them.
+ResultT = TypeVar("ResultT")
 
 
 class DjworkerError(Exception):
@@ -70,7 +71,7 @@ class CommandRefused(OperationRefused):
     message."""
 
 
-class PublishInterrupted(DjworkerError):
+class PublishInterrupted(DjworkerError, Generic[ResultT]):
     """Publishing many calls stopped at a failure (its cause): the first ``published`` went out.
 
     ``results`` holds the ``AsyncResult`` of every call, in order: ``results[:published]`` were
@@ -78,11 +79,11 @@ class PublishInterrupted(DjworkerError):
     """
 
     def __init__(
-        self, message: str, *, published: int, results: list[AsyncResult] | None = None
+        self, message: str, *, published: int, results: list[ResultT] | None = None
     ) -> None:
         super().__init__(message)
         self.published = published
-        self.results = results or []
+        self.results: list[ResultT] = results or []
 
 
 class TaskRevoked(DjworkerError):
