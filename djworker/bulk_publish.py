@@ -17,7 +17,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from django.db import connections, router, transaction
 
@@ -28,10 +28,19 @@ from djworker.message import Envelope
 from djworker.models.results import TaskResult
 from djworker.result import AsyncResult
 
-if TYPE_CHECKING:
-    from djworker.task_definition import Task
-
 logger = get_logger(__name__)
+
+
+class PublishedTask(Protocol):
+    """What publishing many calls reads of their ``djworker.task_definition.Task``."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def ignore_result(self) -> bool: ...
+    def stored_arguments(
+        self, args: list[Any], kwargs: dict[str, Any]
+    ) -> tuple[list[Any], dict[str, Any]]: ...
 
 
 @dataclass(frozen=True, init=False)
@@ -51,7 +60,7 @@ class Arguments:
 
 
 def enqueue_many(
-    task: Task[Any, Any], calls: Iterable[Any], *, batch_size: int, options: dict[str, Any]
+    task: PublishedTask, calls: Iterable[Any], *, batch_size: int, options: dict[str, Any]
 ) -> list[AsyncResult]:
     """See ``Task.enqueue_many``; ``options`` are ``Task.call_options``."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -73,7 +82,7 @@ def enqueue_many(
 
 
 def _envelope(
-    task: Task[Any, Any], index: int, call: Any, options: dict[str, Any], like: Envelope | None
+    task: PublishedTask, index: int, call: Any, options: dict[str, Any], like: Envelope | None
 ) -> Envelope:
     """Call ``index``'s message; ``TypeError`` (or ``InvalidMessage``) naming it if it is bad.
 
@@ -108,7 +117,7 @@ def _shown(call: Any) -> str:
 
 
 def _publish(
-    task: Task[Any, Any],
+    task: PublishedTask,
     envelopes: Sequence[Envelope],
     results: list[AsyncResult],
     *,

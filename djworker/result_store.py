@@ -17,7 +17,7 @@ from django.db.models.functions import Greatest
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
-from djworker import message
+from djworker import message, task_registry
 from djworker.busy import retry_when_busy
 from djworker.commit import relaxed_commit
 from djworker.exceptions import InvalidMessage, TaskRevoked
@@ -49,9 +49,7 @@ def _recorded(write: Callable[[], T], what: str) -> T:
 
 
 def _row_from(envelope: Envelope, **fields: Any) -> TaskResult:
-    from djworker.task_definition import stored_arguments
-
-    args, kwargs = stored_arguments(envelope)
+    args, kwargs = task_registry.stored_arguments(envelope)
     return TaskResult(
         id=envelope["id"],
         task_name=envelope["task"],

@@ -9,11 +9,21 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    ParamSpec,
+    TypedDict,
+    TypeVar,
+    Unpack,
+    cast,
+    overload,
+)
 
 from django.utils import timezone
 
-from djworker import message
+from djworker import message, task_registry
 from djworker.conf import DEFAULT_QUEUE
 from djworker.exceptions import ConfigurationError, UnknownTask
 from djworker.job import soft_limit_below_hard
@@ -29,20 +39,13 @@ R = TypeVar("R")
 
 logger = get_logger(__name__)
 
-#: task name -> Task; filled by the decorator when an app's ``tasks.py`` is imported
-registry: dict[str, Task[Any, Any]] = {}
+#: task name -> Task; filled by the decorator when an app's ``tasks.py`` is imported. The same
+#: dict as ``task_registry.tasks``, which the result store reads; only ``Task`` objects go in.
+registry = cast("dict[str, Task[Any, Any]]", task_registry.tasks)
 #: calls per batch of ``Task.enqueue_many``: one insert of rows and one broker round trip each
 DEFAULT_BATCH_SIZE = 500
 #: what a redacted argument is stored as (``@task(redact_args=True)``)
 REDACTED = "[redacted]"
-
-
-def stored_arguments(envelope: Envelope) -> tuple[list[Any], dict[str, Any]]:
-    """An envelope's arguments as the result table keeps them: redacted if its task says so."""
-    args, kwargs = envelope.get("args", []), envelope.get("kwargs", {})
-    name = envelope.get("task")
-    task = registry.get(name) if isinstance(name, str) else None
-    return task.stored_arguments(args, kwargs) if task is not None else (args, kwargs)
 
 
 def get_task(name: str) -> Task[Any, Any]:
