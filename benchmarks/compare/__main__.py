@@ -135,7 +135,13 @@ def main(argv: list[str] | None = None) -> int:
                 records.append(record)
                 jsonl.write(json.dumps(record) + "\n")
                 jsonl.flush()
-                print(f"[{number}/{len(runs)}] {report.one_line(record)}", flush=True)
+                elapsed = time.monotonic() - began
+                left = elapsed / number * (len(runs) - number)
+                print(
+                    f"[{number}/{len(runs)} {elapsed / 60:.1f} min, ~{left / 60:.0f} min left]"
+                    f" {report.one_line(record)}",
+                    flush=True,
+                )
     finally:
         redis_server.terminate()
         redis_server.wait(10)
