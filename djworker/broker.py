@@ -70,13 +70,24 @@ class Broker:
             local.connection = self.connection()
             local.producer = Producer(local.connection, auto_declare=False)
             local.declared = set()
+            local.declared_on = None
         return local.producer  # type: ignore[no-any-return]
 
     def _declare(self, producer: Producer, queue: str) -> None:
-        """Declare ``queue`` once per connection (kombu would build and bind it per publish)."""
-        declared: set[str] = self._local.declared
+        """Declare ``queue`` once per channel (kombu would build and bind it per publish).
+
+        Called inside the retried publish: a reconnect brings a new channel, on which every
+        queue is declared again. RabbitMQ drops a message sent to a queue it does not have, and
+        a broker that came back without its queues has none until they are declared.
+        """
+        local = self._local
+        channel = producer.channel
+        if local.declared_on is not channel:
+            local.declared = set()
+            local.declared_on = channel
+        declared: set[str] = local.declared
         if queue not in declared:
-            producer.maybe_declare(self.queue(queue), retry=True, **PUBLISH_RETRY_POLICY)
+            producer.maybe_declare(self.queue(queue))
             declared.add(queue)
 
     def publish(self, envelope: Envelope, *, validated: bool = False) -> None:
@@ -85,21 +96,25 @@ class Broker:
             message.validate(envelope)
         producer = self._producer()
         try:
-            self._declare(producer, envelope["queue"])
-            producer.publish(
-                envelope,
-                exchange="",
-                routing_key=envelope["queue"],
-                serializer="json",
-                priority=self.broker_priority(envelope["priority"]),
-                headers=_headers(envelope),
-                delivery_mode=2,
-                retry=True,
-                retry_policy=PUBLISH_RETRY_POLICY,
+            publish_one = producer.connection.ensure(
+                producer, self._publish_one, **PUBLISH_RETRY_POLICY
             )
+            publish_one(producer, envelope)
         except Exception:
             self.close()  # the next publish starts from a fresh connection
             raise
+
+    def _publish_one(self, producer: Producer, envelope: Envelope) -> None:
+        self._declare(producer, envelope["queue"])
+        producer.publish(
+            envelope,
+            exchange="",
+            routing_key=envelope["queue"],
+            serializer="json",
+            priority=self.broker_priority(envelope["priority"]),
+            headers=_headers(envelope),
+            delivery_mode=2,
+        )
 
     def publish_many(self, envelopes: Sequence[Envelope]) -> None:
         """Publish envelopes ``message.build`` made, in order; ``PublishInterrupted`` on failure.
@@ -113,7 +128,6 @@ class Broker:
         published = 0
         try:
             for queue, run in _runs_by_queue(envelopes):
-                self._declare(producer, queue)
                 if isinstance(producer.channel, BatchChannel):
                     publish_run = producer.connection.ensure(
                         producer, self._publish_run, **PUBLISH_RETRY_POLICY
@@ -131,6 +145,7 @@ class Broker:
             ) from exc
 
     def _publish_run(self, producer: Producer, queue: str, envelopes: list[Envelope]) -> None:
+        self._declare(producer, queue)
         channel = producer.channel  # a retry after a reconnect brings a new one
         messages = []
         for envelope in envelopes:
