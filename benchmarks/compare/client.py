@@ -96,6 +96,8 @@ def serve(
         ids = [call() for _ in range(request["count"])]
         answer["seconds"] = time.perf_counter() - started
         Path(request["ids"]).write_text("\n".join(ids))
+        if "djworker" in sys.modules:  # which djworker ran: the checkout's or a baseline's
+            answer["djworker_from"] = str(Path(sys.modules["djworker"].__file__ or "").parent)
     elif request["op"] == "bulk":
         if bulk is None:
             answer["unsupported"] = True

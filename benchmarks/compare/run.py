@@ -37,7 +37,7 @@ import redis
 
 from benchmarks.compare import progress, workers
 from benchmarks.compare.implementations import POOLS, Implementation
-from benchmarks.compare.services import ROOT, Services, django_env, reset
+from benchmarks.compare.services import Services, django_env, reset, workdir
 
 #: how often the runner counts finished no-ops (one count query per poll)
 POLL_S = 0.02
@@ -89,7 +89,7 @@ def execute(
     logs.mkdir(parents=True, exist_ok=True)
     client = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.compare.client", implementation.kind],
-        cwd=ROOT,
+        cwd=workdir(implementation),
         env=env,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -107,6 +107,8 @@ def execute(
         ids_file = logs / f"{run_id}.ids"
         answer = _ask(client, {"op": "publish", "count": settings.tasks, "ids": str(ids_file)}, 300)
         record["delay_calls_per_s"] = round(settings.tasks / answer["seconds"], 1)
+        if answer.get("djworker_from"):
+            record["djworker_from"] = answer["djworker_from"]
         ids = ids_file.read_text().split()
         sessions_before = sessions_opened(conn)
         worker = workers.start(implementation, pool, queue, env, logs / f"{run_id}.worker.log")

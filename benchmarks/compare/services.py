@@ -112,6 +112,15 @@ def django_env(services: Services, implementation: Implementation) -> dict[str, 
     return env
 
 
+def workdir(implementation: Implementation) -> Path:
+    """Where the implementation's processes start: ``python -m`` puts it first on ``sys.path``.
+
+    So a baseline's processes start in its own source folder, or the checkout's djworker
+    would be imported instead of it.
+    """
+    return Path(implementation.source) if implementation.source else ROOT
+
+
 def prepare_database(services: Services, implementation: Implementation) -> None:
     """Create the implementation's database if it is missing, and migrate it (Django ones)."""
     dsn = services.dsn(implementation.database)
@@ -126,7 +135,7 @@ def prepare_database(services: Services, implementation: Implementation) -> None
     else:
         command = [sys.executable, "-m", "django", "migrate", "--verbosity", "0"]
     env = django_env(services, implementation)
-    subprocess.run(command, cwd=ROOT, env=env, check=True, timeout=300)
+    subprocess.run(command, cwd=workdir(implementation), env=env, check=True, timeout=300)
 
 
 def reset(services: Services, implementation: Implementation) -> None:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from benchmarks.compare.implementations import POOLS, Implementation
-from benchmarks.compare.services import ROOT
+from benchmarks.compare.services import workdir
 
 #: huey's worker type for each pool (its one-thread consumer stands in for solo)
 HUEY_WORKER_TYPES = {
@@ -59,7 +59,7 @@ def start(
 ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         command(implementation, pool, queue),
-        cwd=ROOT,
+        cwd=workdir(implementation),
         env=env,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
