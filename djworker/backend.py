@@ -85,9 +85,16 @@ class WorkerBackend(BaseTaskBackend):
         super().validate_task(task)
         if error := queue_name_error(task.queue_name):
             raise InvalidTask(f"Queue {task.queue_name!r} is not valid for djworker: {error}.")
+        self.register_for_workers(task)
+
+    def register_for_workers(self, task: Task) -> None:  # type: ignore[type-arg]
+        """Make ``task`` runnable by djworker's workers, without validating it again.
+
+        ``task_lookup`` calls it for a task imported while ``TASKS`` named another backend.
+        """
         from djworker.backend_runner import register
 
-        register(task)
+        register(task, fallback_sender=WorkerBackend)
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:  # type: ignore[type-arg]
         from djworker import message, result_store
@@ -142,7 +149,7 @@ class WorkerBackend(BaseTaskBackend):
         except Exception:
             result_store.forget(envelope["id"])
             raise
-        send(task_enqueued, result)
+        send(task_enqueued, result, fallback_sender=WorkerBackend)
 
     def get_result(self, result_id: str) -> TaskResult:  # type: ignore[type-arg]
         from djworker import message

@@ -53,8 +53,12 @@ from djworker.tasks_framework import (
 logger = get_logger(__name__)
 
 
-def register(task: Task) -> None:  # type: ignore[type-arg]
-    """Make ``task`` runnable by workers; raise ``InvalidTask`` if djworker cannot run it."""
+def register(task: Task, *, fallback_sender: type) -> None:  # type: ignore[type-arg]
+    """Make ``task`` runnable by workers; raise ``InvalidTask`` if djworker cannot run it.
+
+    ``fallback_sender``: the sender of its signals once ``TASKS`` no longer names its backend
+    (``WorkerBackend``, passed by the backend so that this module need not import it).
+    """
     name = task.module_path
     existing = registry.get(name)
     if isinstance(existing, FrameworkTask) and existing.task.func is task.func:
@@ -70,7 +74,7 @@ def register(task: Task) -> None:  # type: ignore[type-arg]
             f"at most {message.MAX_LENGTHS['task']} are allowed."
         )
     try:
-        registry[name] = FrameworkTask(task)
+        registry[name] = FrameworkTask(task, fallback_sender=fallback_sender)
     except ConfigurationError as exc:
         raise InvalidTask(str(exc)) from None
 
@@ -79,34 +83,20 @@ def register(task: Task) -> None:  # type: ignore[type-arg]
 _senders: dict[str, type] = {}
 
 
-def send(signal: Any, result: TaskResult) -> None:  # type: ignore[type-arg]
+def send(signal: Any, result: TaskResult, *, fallback_sender: type) -> None:  # type: ignore[type-arg]
     """Send a django.tasks signal as Django does (sender: the backend class), robustly.
 
-    A receiver that raises is logged and changes nothing: the outcome is already stored.
+    ``fallback_sender`` is the sender when ``TASKS`` no longer names the result's backend. A
+    receiver that raises is logged and changes nothing: the outcome is already stored.
     """
     sender = _senders.get(result.backend)
     if sender is None:
         try:
             sender = type(result.task.get_backend())
         except InvalidTaskBackend:
-            from djworker.backend import WorkerBackend
-
-            sender = WorkerBackend
+            sender = fallback_sender
         _senders[result.backend] = sender
     signals.send_robust(signal, sender, task_result=result)
-
-
-def send_finished(row: ResultRow) -> None:
-    """``task_finished`` for a django.tasks call that ended without a run (revoked)."""
-    from djworker.exceptions import UnknownTask
-    from djworker.task_lookup import framework_task
-
-    try:
-        registered = framework_task(row.task_name)
-    except UnknownTask as exc:
-        logger.warning("id=%s ended, task_finished not sent: %s", row.id, exc)
-        return
-    send(task_finished, to_task_result(row, registered.task_for_row(row)))
 
 
 @receiver(setting_changed)
@@ -143,7 +133,7 @@ def _run_coroutine_green(func: Any, args: Any, kwargs: Any) -> Any:
 class FrameworkTask(NativeTask[Any, Any]):
     """The registry entry for a django.tasks ``Task`` (``self.task``)."""
 
-    def __init__(self, task: Task) -> None:  # type: ignore[type-arg]
+    def __init__(self, task: Task, *, fallback_sender: type) -> None:  # type: ignore[type-arg]
         super().__init__(
             task.func,
             name=task.module_path,
@@ -151,6 +141,8 @@ class FrameworkTask(NativeTask[Any, Any]):
             **extras_of(task),
         )
         self.task = task
+        #: the sender of its signals once ``TASKS`` no longer names its backend (see ``send``)
+        self.fallback_sender = fallback_sender
         self._is_async = inspect.iscoroutinefunction(task.func)
         # The live TaskResult of each run in this process, from its start to its end: the
         # context a task receives, and what the signals carry. Keyed by result id.
@@ -167,7 +159,7 @@ class FrameworkTask(NativeTask[Any, Any]):
         result = self._runs.get(envelope["id"]) or self._load(envelope)
         # Sent here, right before the function, so a delivery refused after its RUNNING write
         # (over its delivery cap) sends no task_started.
-        send(task_started, result)
+        send(task_started, result, fallback_sender=self.fallback_sender)
         if self.task.takes_context:
             args = [TaskContext(task_result=result), *args]
         if self._is_async and green.patched:
@@ -227,7 +219,7 @@ class FrameworkTask(NativeTask[Any, Any]):
             finished_at=finished_at,
             _return_value=stored,
         )
-        send(task_finished, result)
+        send(task_finished, result, fallback_sender=self.fallback_sender)
 
     def record_failure(
         self, envelope: Envelope, *, error: BaseException | None, **fields: Any
@@ -257,7 +249,7 @@ class FrameworkTask(NativeTask[Any, Any]):
             errors=[TaskError(**e) for e in errors],
         )
         if not will_retry:
-            send(task_finished, result)
+            send(task_finished, result, fallback_sender=self.fallback_sender)
 
     # -- the call as made ----------------------------------------------------------------
 

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from djworker.exceptions import OperationRefused
+from djworker.exceptions import OperationRefused, UnknownTask
+from djworker.log_safety import get_logger
 from djworker.models.results import TaskResult, TaskStatus
+
+logger = get_logger(__name__)
 
 REVOKED_CLASS = "TaskRevoked"
 
@@ -41,9 +44,7 @@ def revoke(task_id: str, *, by: str) -> TaskResult:
         )
     if revoked and row.backend:
         # A django.tasks call ends here, not in a worker: its task_finished is sent here.
-        from djworker.backend_runner import send_finished
-
-        send_finished(row)
+        _send_finished(row)
     if revoked or row.revoked_at is not None:
         return row
     if row.status == TaskStatus.RUNNING:
@@ -52,3 +53,23 @@ def revoke(task_id: str, *, by: str) -> TaskResult:
             "instead (admin action, or AsyncResult(id).terminate())"
         )
     raise OperationRefused(f"task {task_id} already finished ({row.status}); nothing to revoke")
+
+
+def _send_finished(row: TaskResult) -> None:
+    """``task_finished`` for a django.tasks call that ended without a run (revoked)."""
+    # Local: django.tasks and its modules are imported only for a row that has a backend.
+    from djworker.backend_results import to_task_result
+    from djworker.backend_runner import send
+    from djworker.task_lookup import framework_task
+    from djworker.tasks_framework import task_finished
+
+    try:
+        registered = framework_task(row.task_name)
+    except UnknownTask as exc:
+        logger.warning("id=%s ended, task_finished not sent: %s", row.id, exc)
+        return
+    send(
+        task_finished,
+        to_task_result(row, registered.task_for_row(row)),
+        fallback_sender=registered.fallback_sender,
+    )

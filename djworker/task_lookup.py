@@ -15,7 +15,7 @@ that exception's class path and traceback and the worker carries on.
 from __future__ import annotations
 
 import traceback as traceback_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from django.apps import apps
 from django.utils.module_loading import import_string
@@ -41,7 +41,7 @@ def task_for_message(envelope: Envelope) -> Task[Any, Any]:
 
 def framework_task(name: str) -> FrameworkTask:
     """The django.tasks task registered as ``name``, imported if it is not yet (see above)."""
-    from djworker.backend_runner import FrameworkTask, register
+    from djworker.backend_runner import FrameworkTask
 
     registered = registry.get(name)
     if isinstance(registered, FrameworkTask):
@@ -57,9 +57,10 @@ def framework_task(name: str) -> FrameworkTask:
     except (Exception, SystemExit) as exc:  # a module that exits on import must not stop us
         raise UnknownTask(f"task {name!r} could not be imported: {exc!r}") from exc
     registered = registry.get(name)
-    if registered is None and _is_worker_backend_task(imported, name):
+    backend = _worker_backend_of(imported, name) if registered is None else None
+    if backend is not None:
         # Imported while TASKS named another backend for it, or dropped from the registry.
-        register(imported)
+        backend.register_for_workers(imported)
         registered = registry.get(name)
     if not isinstance(registered, FrameworkTask):
         raise UnknownTask(
@@ -68,17 +69,25 @@ def framework_task(name: str) -> FrameworkTask:
     return registered
 
 
-def _is_worker_backend_task(value: Any, name: str) -> bool:
-    from djworker.backend import WorkerBackend
+@runtime_checkable
+class RegistersForWorkers(Protocol):
+    """A djworker backend (``djworker.backend.WorkerBackend``), seen from here."""
+
+    def register_for_workers(self, task: Any) -> None: ...
+
+
+def _worker_backend_of(value: Any, name: str) -> RegistersForWorkers | None:
+    """The djworker backend of ``value`` if it is a django.tasks task named ``name``."""
     from djworker.tasks_framework import InvalidTaskBackend
     from djworker.tasks_framework import Task as FrameworkTaskDefinition
 
     if not isinstance(value, FrameworkTaskDefinition) or value.module_path != name:
-        return False
+        return None
     try:
-        return isinstance(value.get_backend(), WorkerBackend)
+        backend = value.get_backend()
     except InvalidTaskBackend:
-        return False
+        return None
+    return backend if isinstance(backend, RegistersForWorkers) else None
 
 
 def _in_an_installed_app(module: str) -> bool:
