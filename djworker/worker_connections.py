@@ -158,9 +158,15 @@ def _close_if_server_left(connection: Any) -> None:
     if pgconn is None or connection.in_atomic_block:
         return
     try:
-        readable, _, _ = select.select([pgconn.socket], [], [], 0)
+        if hasattr(select, "poll"):
+            # Not select where poll exists: select refuses descriptors past 1024.
+            poller = select.poll()
+            poller.register(pgconn.socket, select.POLLIN)
+            readable = bool(poller.poll(0))
+        else:
+            readable = bool(select.select([pgconn.socket], [], [], 0)[0])
     except Exception:  # no socket any more: as good as gone
-        readable = [True]
+        readable = True
     if readable:
         logger.info(
             "alias=%s the server closed the worker's connection; reopening it", connection.alias

@@ -7,6 +7,7 @@ a request with ``CONN_MAX_AGE = 0``.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 
@@ -88,3 +89,20 @@ def test_a_transaction_the_task_leaves_open_does_not_hold_back_its_result(
     row = TaskResult.objects.get(pk=task_id)
     assert row.status == "SUCCESSFUL" and row.result == task_session
     assert not connection.in_atomic_block
+
+
+def test_the_worker_keeps_its_session_when_its_socket_number_is_past_1024(
+    in_a_worker: None,
+) -> None:
+    """A busy worker process holds many files; the liveness check must not need a small fd."""
+    connection.close()
+    padding = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        own = _backend_pid()
+        assert connection.connection.pgconn.socket > 1024
+        _run(task_backend)
+        _run(task_backend)
+        assert _backend_pid() == own
+    finally:
+        for fd in padding:
+            os.close(fd)
