@@ -122,11 +122,15 @@ def workdir(implementation: Implementation) -> Path:
 
 
 def prepare_database(services: Services, implementation: Implementation) -> None:
-    """Create the implementation's database if it is missing, and migrate it (Django ones)."""
+    """Create the implementation's database if it is missing (a baseline's: always), migrate it."""
     dsn = services.dsn(implementation.database)
     name = urlsplit(dsn).path.lstrip("/")
     admin_dsn = urlunsplit(urlsplit(dsn)._replace(path="/postgres"))
     with psycopg.connect(admin_dsn, autocommit=True) as admin:
+        if implementation.source:
+            # Another djworker's schema: made afresh, or an earlier run's migrations (of
+            # another revision) would leave tables its own migrations do not expect.
+            admin.execute(f'drop database if exists "{name}" with (force)')
         if not admin.execute("select 1 from pg_database where datname = %s", [name]).fetchone():
             admin.execute(f'create database "{name}"')
     if implementation.tables == "huey":
