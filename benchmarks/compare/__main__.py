@@ -34,7 +34,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="1 repeat of 200 no-ops, 30 probes")
     parser.add_argument("--repeats", type=int, help="repeats of every run (default 3)")
-    parser.add_argument("--tasks", type=int, help="no-ops per run (default 2000)")
+    parser.add_argument("--tasks", type=int, help="no-ops per run (default 1500)")
     parser.add_argument("--probes", type=int, help="latency probes per run (default 200)")
     parser.add_argument("--probe-rate", type=float, default=100.0, help="probes per second")
     parser.add_argument(
@@ -64,7 +64,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="output folder (default benchmark-results/UTC)")
     args = parser.parse_args(argv)
     quick = args.quick
-    defaults = {"repeats": (1, 3), "tasks": (200, 2000), "probes": (30, 200), "bulk": (500, 5000)}
+    defaults = {"repeats": (1, 3), "tasks": (200, 1500), "probes": (30, 200), "bulk": (500, 5000)}
     for name, (when_quick, otherwise) in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, when_quick if quick else otherwise)
