@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -107,6 +108,9 @@ def extract_baseline(ref: str, folder: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so every run's finally stops its
+    # worker and the Redis server: they run in sessions of their own and would outlive us.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     args = parse(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     runs = plan(args)
