@@ -12,6 +12,8 @@ the stretch of the server log it wrote must show:
 * two statements on the result table per task: the RUNNING mark (which also counts the run and
   checks for a revocation) and the final write, each a single statement in autocommit;
 * in all, at most ``STATEMENTS_PER_TASK`` statements per task for the broker.
+
+An idle ``django://`` worker opens no session either, and holds a bounded number of them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -89,21 +92,17 @@ def _publish_and_wait(database_url: str, broker_url: str, queue: str, count: int
     assert done.returncode == 0, f"publisher failed:\n{done.stdout}\n{done.stderr}"
 
 
-@pytest.mark.parametrize("broker", ["redis", "django"])
-@pytest.mark.parametrize(("pool", "concurrency"), POOLS)
-def test_a_task_opens_no_session_and_makes_two_result_writes(
-    broker: str,
+def _start_worker(
+    worker_factory: Callable[..., WorkerProcess],
     pool: str,
     concurrency: int,
-    logged_database: tuple[PrivatePostgres, str],
-    worker_factory: Callable[..., WorkerProcess],
-    request: pytest.FixtureRequest,
-) -> None:
-    server, database_url = logged_database
-    broker_url = request.getfixturevalue("redis_url") if broker == "redis" else "django://"
-    application = f"djw-perf-{uuid.uuid4().hex[:8]}"
-    queue = unique_queue("perf")
-    worker = worker_factory(
+    queue: str,
+    broker_url: str,
+    database_url: str,
+    application: str,
+) -> WorkerProcess:
+    """A worker on the logged database whose sessions carry ``application`` as their name."""
+    return worker_factory(
         "--pool",
         pool,
         "-c",
@@ -118,6 +117,25 @@ def test_a_task_opens_no_session_and_makes_two_result_writes(
             "DJWORKER_TEST_APP_NAME": application,
             "DJWORKER_LOG_LEVEL": "WARNING",
         },
+    )
+
+
+@pytest.mark.parametrize("broker", ["redis", "django"])
+@pytest.mark.parametrize(("pool", "concurrency"), POOLS)
+def test_a_task_opens_no_session_and_makes_two_result_writes(
+    broker: str,
+    pool: str,
+    concurrency: int,
+    logged_database: tuple[PrivatePostgres, str],
+    worker_factory: Callable[..., WorkerProcess],
+    request: pytest.FixtureRequest,
+) -> None:
+    server, database_url = logged_database
+    broker_url = request.getfixturevalue("redis_url") if broker == "redis" else "django://"
+    application = f"djw-perf-{uuid.uuid4().hex[:8]}"
+    queue = unique_queue("perf")
+    worker = _start_worker(
+        worker_factory, pool, concurrency, queue, broker_url, database_url, application
     )
     log_path = server.directory / "postgres.log"
     _publish_and_wait(database_url, broker_url, queue, WARM_UP_TASKS)
@@ -152,3 +170,40 @@ def test_a_task_opens_no_session_and_makes_two_result_writes(
         sorted(set(result_writes))
     )
     assert statements <= STATEMENTS_PER_TASK[broker] * TASKS, summary
+
+
+#: what a django:// worker holds besides one connection per slot: the consumer's, the
+#: transport's LISTEN connection, the lease keeper's and the control tick's. Issue 15 asks for
+#: two; this bound keeps the count from growing until then.
+DJANGO_WORKER_SESSIONS_BEYOND_SLOTS = 4
+IDLE_S = 3.0
+
+
+def test_an_idle_django_worker_opens_no_session_and_holds_a_bounded_number(
+    logged_database: tuple[PrivatePostgres, str],
+    worker_factory: Callable[..., WorkerProcess],
+) -> None:
+    psycopg = pytest.importorskip("psycopg")
+    server, database_url = logged_database
+    application = f"djw-perf-{uuid.uuid4().hex[:8]}"
+    queue = unique_queue("perf")
+    slots = 4
+    worker = _start_worker(
+        worker_factory, "threads", slots, queue, "django://", database_url, application
+    )
+    _publish_and_wait(database_url, "django://", queue, WARM_UP_TASKS)
+    log_path = server.directory / "postgres.log"
+    start = log_path.stat().st_size
+    time.sleep(IDLE_S)
+    end = log_path.stat().st_size
+    with psycopg.connect(database_url, autocommit=True) as observer:
+        held = observer.execute(
+            "SELECT pid, left(query, 80) FROM pg_stat_activity WHERE application_name = %s",
+            [application],
+        ).fetchall()
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0, worker.output
+    idle = server_log.read(log_path, start=start, end=end, application=application)
+    assert not idle.sessions_opened, f"sessions opened in {IDLE_S} s idle: {idle.sessions_opened}"
+    shown = "\n".join(f"{pid}: {query}" for pid, query in held)
+    assert len(held) <= slots + DJANGO_WORKER_SESSIONS_BEYOND_SLOTS, shown
