@@ -145,12 +145,12 @@ def check_pool_class(cls: object, path: str) -> None:
     if not isinstance(cls, type) or not issubclass(cls, BasePool):
         raise ConfigurationError(
             f"pool {path!r} must be a subclass of djworker.concurrency.base.BasePool "
-            f"defining start, stop, apply_async, size and busy; got {cls!r}"
+            f"defining start, stop, apply_async and busy; got {cls!r}"
         )
     missing = sorted(getattr(cls, "__abstractmethods__", ()))
     if missing:
         raise ConfigurationError(
             f"pool {path!r} does not implement BasePool: missing {', '.join(missing)}; "
-            "a pool defines start, stop, apply_async, size and busy "
+            "a pool defines start, stop, apply_async and busy "
             "(see djworker.concurrency.base.BasePool)"
         )

@@ -94,9 +94,9 @@ class BasePool(PoolCapabilities, ABC):
         """Accept a job; its outcome is reported later through ``on_outcome``."""
 
     @property
-    @abstractmethod
     def size(self) -> int:
-        """Number of slots now."""
+        """Number of slots now: what ``grow`` and ``shrink`` have made of the starting size."""
+        return self.target_size
 
     @property
     @abstractmethod

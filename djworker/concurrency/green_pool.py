@@ -249,10 +249,6 @@ class GreenPool(BasePool):
     # -- size --------------------------------------------------------------------------------
 
     @property
-    def size(self) -> int:
-        return self.target_size
-
-    @property
     def busy(self) -> int:
         return self._busy
 

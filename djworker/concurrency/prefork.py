@@ -184,10 +184,6 @@ class PreforkPool(BasePool):
             return list(self._pending)
 
     @property
-    def size(self) -> int:
-        return self.target_size
-
-    @property
     def busy(self) -> int:
         with self._lock:
             return sum(1 for c in self._children.values() if c.job is not None)

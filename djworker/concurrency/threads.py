@@ -133,10 +133,6 @@ class ThreadPool(BasePool):
             return [item for item in self._jobs.queue if item is not _STOP]
 
     @property
-    def size(self) -> int:
-        return self.target_size
-
-    @property
     def busy(self) -> int:
         return self._busy
 

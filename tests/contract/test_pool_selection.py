@@ -65,7 +65,7 @@ def test_pool_custom_takes_the_class_from_the_environment(
     ("pool", "expected"),
     [
         ("tests.contract.broken_pools:NotAPool", "must be a subclass of"),
-        ("tests.contract.broken_pools:HalfPool", "missing busy, size, stop"),
+        ("tests.contract.broken_pools:HalfPool", "missing busy, stop"),
         ("tests.contract.broken_pools:NoSuchPool", "has no pool class 'NoSuchPool'"),
     ],
 )
