@@ -38,6 +38,9 @@ ACK_FLUSH_S = 0.05
 # saturated consumer does not call drain_events, and an unwritten ack must not wait for one
 # (past the visibility timeout its message would be delivered again).
 ACK_BACKSTOP_S = 2 * ACK_FLUSH_S
+# The keeper thread keeps its database session this long after its last write, so a steady
+# trickle of backstop flushes does not reconnect each time; renewals alone are minutes apart.
+IDLE_SESSION_S = 1.0
 # After a failed round the thread waits this long before touching the database again.
 RETRY_AFTER_S = 1.0
 
@@ -206,42 +209,36 @@ class LeaseKeeper:
             )
             self._thread.start()
 
-    def _next_wake_s(self, next_renewal: float, not_before: float) -> float:
+    def _next_wake_s(self, next_renewal: float, last_use: float | None, not_before: float) -> float:
         """Seconds until the thread has something to do; call with the lock held."""
         wake_at = next_renewal
         if self._settled_since is not None:
             wake_at = min(wake_at, self._settled_since + ACK_BACKSTOP_S)
+        if last_use is not None:
+            wake_at = min(wake_at, last_use + IDLE_SESSION_S)
         return max(0.0, wake_at - monotonic(), not_before - monotonic())
 
     def _run(self) -> None:
-        # The thread's database session is the worker's own and lives as long as the thread:
-        # reopening it for each backstop flush cost a session every few hundred tasks, and one
-        # idle session per worker is cheaper than that. It is closed only after a failed round
-        # (a restarted database leaves it unusable; the next round connects again) and on stop.
         next_renewal = monotonic() + self.interval_s
+        last_use: float | None = None  # when this thread last used its database session
         not_before = 0.0
         try:
-            try:
-                # Connect now, while the worker starts claiming, not at the first backstop
-                # flush in the middle of a run.
-                connections[self.alias].ensure_connection()
-            except DatabaseError:
-                logger.warning("lease keeper could not connect yet; its first round will retry")
-                connections[self.alias].close()
             while True:
                 with self._wake:
                     if self._stopping:
                         return
-                    self._wake.wait(self._next_wake_s(next_renewal, not_before))
+                    self._wake.wait(self._next_wake_s(next_renewal, last_use, not_before))
                     if self._stopping:
                         return
                 now = monotonic()
                 try:
-                    self.flush(older_than_s=ACK_BACKSTOP_S)
+                    if self.flush(older_than_s=ACK_BACKSTOP_S):
+                        last_use = now
                     if now >= next_renewal:
                         next_renewal = now + self.interval_s
                         if self.held():
                             self.renew()
+                            last_use = now
                 except DatabaseError:
                     # Leases still have two thirds of their timeout left, and settled rows
                     # stay queued for the next flush: the next round retries both.
@@ -250,7 +247,14 @@ class LeaseKeeper:
                         RETRY_AFTER_S,
                         exc_info=True,
                     )
-                    connections[self.alias].close()
+                    last_use = now
                     not_before = now + RETRY_AFTER_S
+                if last_use is None and connections[self.alias].connection is not None:
+                    last_use = now  # a flush that found nothing to delete still opened it
+                if last_use is not None and monotonic() - last_use >= IDLE_SESSION_S:
+                    # Renewal rounds are minutes apart: an idle session would only occupy
+                    # a server slot.
+                    connections[self.alias].close()
+                    last_use = None
         finally:
             connections[self.alias].close()
