@@ -17,6 +17,7 @@ import pickle
 from datetime import datetime, timedelta
 from typing import Any
 
+import django
 import pytest
 from asgiref.sync import async_to_sync
 from django.db import transaction
@@ -78,6 +79,7 @@ def test_the_decorator_makes_worker_tasks_registered_under_their_module_path() -
     assert isinstance(registry[tasks.noop_async.module_path], FrameworkTask)
 
 
+@tasks.needs_task_extras
 def test_a_task_keeps_djworker_options_given_to_the_decorator() -> None:
     assert (tasks.fail_until.max_retries, tasks.fail_until.default_retry_delay) == (2, 0.1)
     entry = registry[tasks.fail_until.module_path]
@@ -93,6 +95,7 @@ def test_a_task_keeps_djworker_options_given_to_the_decorator() -> None:
     assert registry[tasks.noop.module_path].max_deliveries is None  # the worker's cap
 
 
+@tasks.needs_task_extras
 def test_redact_args_keeps_argument_values_out_of_the_result_row() -> None:
     result = tasks.redacted_echo.enqueue("password", token="secret")
     assert (result.args, result.kwargs) == (["password"], {"token": "secret"})
@@ -101,6 +104,7 @@ def test_redact_args_keeps_argument_values_out_of_the_result_row() -> None:
     assert default_task_backend.get_result(result.id).args == ["[redacted]"]
 
 
+@tasks.needs_task_extras
 def test_bad_djworker_options_are_an_invalid_task_naming_the_value() -> None:
     def bad_retries() -> None: ...
 
@@ -322,7 +326,10 @@ def test_aenqueue_refuses_arguments_json_cannot_carry() -> None:
         async_to_sync(tasks.echo.aenqueue)(datetime.now())
 
 
-@pytest.mark.skipif(FRAMEWORK != "django.tasks", reason="Task pickling arrived in Django 6.1")
+@pytest.mark.skipif(
+    FRAMEWORK != "django.tasks" or django.VERSION < (6, 1),
+    reason="Task pickling arrived in Django 6.1",
+)
 def test_a_worker_task_pickles() -> None:
     assert pickle.loads(pickle.dumps(tasks.fail_until)) == tasks.fail_until
 
@@ -626,6 +633,7 @@ def test_get_result_of_a_task_that_no_longer_imports_says_why() -> None:
     assert isinstance(missing.value.__cause__.__cause__, ImportError)
 
 
+@tasks.needs_task_extras
 def test_a_retried_run_keeps_the_first_start_and_counts_every_attempt(tmp_path: Any) -> None:
     result = tasks.fail_until.enqueue(str(tmp_path), 2)
     first = run_in_process(result.id, hostname="w1")

@@ -7,11 +7,14 @@ every process, workers included.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from djworker.tasks_framework import (
     TaskContext,
@@ -20,6 +23,23 @@ from djworker.tasks_framework import (
     task_finished,
     task_started,
 )
+
+#: Django 6.0's ``@task`` takes no extras; 6.1 and the backport hand them to ``task_class``
+TASK_TAKES_EXTRAS = any(
+    parameter.kind is inspect.Parameter.VAR_KEYWORD
+    for parameter in inspect.signature(task).parameters.values()
+)
+
+
+#: for the tests of djworker's extras on django.tasks tasks
+needs_task_extras = pytest.mark.skipif(
+    not TASK_TAKES_EXTRAS, reason="Django 6.0's @task takes no extras (6.1 and the backport do)"
+)
+
+
+def task_with_extras(**extras: Any) -> Any:
+    """``@task(**extras)``; on Django 6.0 a plain ``@task()``, whose tests are skipped there."""
+    return task(**extras) if TASK_TAKES_EXTRAS else task()
 
 
 @task
@@ -89,7 +109,7 @@ def high_priority() -> str:
     return "high"
 
 
-@task(max_retries=2, default_retry_delay=0.1, retry_jitter=False)
+@task_with_extras(max_retries=2, default_retry_delay=0.1, retry_jitter=False)
 def fail_until(marker_dir: str, succeed_on_attempt: int) -> int:
     """Fails until its run number reaches ``succeed_on_attempt`` (counted in ``marker_dir``)."""
     runs = len(list(Path(marker_dir).iterdir())) + 1
@@ -99,7 +119,7 @@ def fail_until(marker_dir: str, succeed_on_attempt: int) -> int:
     return runs
 
 
-@task(time_limit=1.0)
+@task_with_extras(time_limit=1.0)
 def sleep_past_limit(seconds: float) -> float:
     time.sleep(seconds)
     return seconds
@@ -121,13 +141,13 @@ def block_until_killed(context: TaskContext, marker: str) -> int:
     return context.attempt
 
 
-@task(redact_args=True)
+@task_with_extras(redact_args=True)
 def redacted_echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """Its result row shows no argument value; the task still gets them."""
     return {"args": list(args), "kwargs": kwargs}
 
 
-@task(max_deliveries=1)
+@task_with_extras(max_deliveries=1)
 def capped_block_until_killed(marker: str) -> str:
     """Like ``block_until_killed``, with a cap of one delivery: a second one is never run."""
     if not os.path.exists(marker):
