@@ -52,6 +52,21 @@ def signal_lines(path: Path) -> list[list[str]]:
     return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
 
 
+def settled_signal_lines(path: Path, *result_ids: str) -> list[list[str]]:
+    """The signal log once it holds a ``task_finished`` for every id.
+
+    The worker stores a result's row before it sends ``task_finished`` (as Django's backends
+    do), so a test that saw the row finished may read the log a moment too early.
+    """
+
+    def logged() -> bool:
+        sent = {line[3] for line in signal_lines(path) if line[0] == "task_finished"}
+        return all(result_id in sent for result_id in result_ids)
+
+    wait_for(logged, timeout_s=10, what="task_finished for every result")
+    return signal_lines(path)
+
+
 @pytest.mark.parametrize("pool", ALL_POOLS)
 def test_a_worker_runs_django_tasks_next_to_djworker_tasks(
     worker_factory: Callable[..., WorkerProcess], pool: str, tmp_path: Path
@@ -108,7 +123,7 @@ def test_a_worker_runs_django_tasks_next_to_djworker_tasks(
     assert later.started_at >= later.task.run_after
 
     ran = [meaning, added, echoed, failed, exited, context, later, redacted]
-    lines = signal_lines(signal_log)
+    lines = settled_signal_lines(signal_log, *(result.id for result in ran))
     counts = Counter((name, result_id) for name, _, _, result_id, _ in lines)
     for result in ran:
         assert counts[("task_started", result.id)] == 1
@@ -144,7 +159,8 @@ def test_max_retries_runs_a_failing_task_again_and_keeps_every_error(
     assert [e.exception_class_path for e in result.errors] == ["builtins.ConnectionError"] * 2
     assert result.started_at < result.last_attempted_at
     # Each run starts once; the call finishes once, after its last run.
-    sent = [(line[0], line[2]) for line in signal_lines(signal_log) if line[3] == result.id]
+    logged = settled_signal_lines(signal_log, result.id)
+    sent = [(line[0], line[2]) for line in logged if line[3] == result.id]
     assert sent == [("task_started", "RUNNING")] * 3 + [("task_finished", "SUCCESSFUL")]
 
 
@@ -200,7 +216,8 @@ def test_a_run_over_its_delivery_cap_is_failed_unrun_and_sends_task_finished_onc
     assert error.exception_class_path == "djworker.exceptions.DeliveryLimitExceeded"
     assert "max_deliveries=1 (task" in error.traceback
     assert len(result.worker_ids) == 2  # the refused delivery counts, it never ran
-    lines = [line[:4] for line in signal_lines(signal_log) if line[3] == result.id]
+    logged = settled_signal_lines(signal_log, result.id)
+    lines = [line[:4] for line in logged if line[3] == result.id]
     sender = "djworker.backend.WorkerBackend"
     assert lines == [
         ["task_started", sender, "RUNNING", result.id],
@@ -300,7 +317,8 @@ def test_a_running_django_task_can_be_terminated_like_any_other(
     [error] = result.errors
     assert error.exception_class_path == "djworker.exceptions.Terminated"
     assert error.exception_class.__name__ == "Terminated"
-    finished_lines = [line for line in signal_lines(signal_log) if line[0] == "task_finished"]
+    logged = settled_signal_lines(signal_log, result.id)
+    finished_lines = [line for line in logged if line[0] == "task_finished"]
     assert [(line[2], line[3]) for line in finished_lines] == [("FAILED", result.id)]
     assert worker.process is not None and worker.process.poll() is None
 
