@@ -9,15 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
-from django.db import connections, router
-from django.db.models import F, Value
-from django.db.models.functions import Greatest
-from django.db.models.sql import UpdateQuery
+from django.db import router
 from django.utils import timezone
 
-from djworker import message, task_registry
+from djworker import message, result_updates, task_registry
 from djworker.busy import retry_when_busy
 from djworker.commit import relaxed_commit
 from djworker.exceptions import InvalidMessage, TaskRevoked
@@ -94,57 +91,13 @@ def _write(envelope: Envelope, **fields: Any) -> None:
 
 
 def _upsert(envelope: Envelope, fields: dict[str, Any]) -> None:
-    if TaskResult.objects.filter(id=envelope["id"]).update(**fields):
+    alias = router.db_for_write(TaskResult)
+    if result_updates.update(alias, envelope["id"], fields):
         return
     created = TaskResult.objects.bulk_create([_row_from(envelope, **fields)], ignore_conflicts=True)
     if not created or created[0].pk is None:
         # Lost a race with the publisher's insert: apply our fields over its READY row.
-        TaskResult.objects.filter(id=envelope["id"]).update(**fields)
-
-
-#: joined into an UPDATE on PostgreSQL: the statement's own (implicit) transaction then commits
-#: without waiting for the WAL flush. Evaluated once, as an uncorrelated subquery; ``set_config``
-#: with ``is_local`` lasts until that transaction ends, so the session's setting is untouched.
-_RELAXED_FROM = " FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed_commit"
-
-
-def _update_counting(
-    task_id: str, fields: dict[str, Any], *, at_least: int = 1, relaxed: bool = False
-) -> int | None:
-    """Update the row and count one more run in the same statement; the new ``deliveries``.
-
-    ``at_least``: the count this run has at the minimum, whatever the row said.
-
-    ``UPDATE ... RETURNING`` on PostgreSQL and SQLite, so counting costs no extra round trip;
-    elsewhere a second query reads the count back. None if there is no row. ``relaxed``: the
-    write is one whose loss in a database crash is harmless (see ``djworker.commit``); outside
-    a transaction on PostgreSQL it then commits without waiting for the disk, in the same
-    single statement (no BEGIN, SET and COMMIT round trips).
-    """
-    # A revoked row is never counted (nor marked RUNNING): the caller then refuses the run.
-    rows = TaskResult.objects.filter(id=task_id, revoked_at__isnull=True)
-    deliveries: Any = F("deliveries") + 1
-    if at_least > 1:
-        deliveries = Greatest(deliveries, Value(at_least))
-    counted = {**fields, "attempts": F("attempts") + 1, "deliveries": deliveries}
-    connection = connections[rows.db]
-    if connection.vendor not in ("postgresql", "sqlite"):
-        if not rows.update(**counted):
-            return None
-        return rows.values_list("deliveries", flat=True).first()
-    query = cast(UpdateQuery, rows.query.chain(UpdateQuery))
-    query.add_update_values(counted)
-    sql, params = query.get_compiler(rows.db).as_sql()
-    column = connection.ops.quote_name("deliveries")
-    if relaxed and connection.vendor == "postgresql" and not connection.in_atomic_block:
-        # Django's UPDATE of local fields has exactly one WHERE, after the SET list.
-        head, where, tail = sql.partition(" WHERE ")
-        if where:
-            sql = f"{head}{_RELAXED_FROM}{where}{tail}"
-    with connection.cursor() as cursor:
-        cursor.execute(f"{sql} RETURNING {column}", params)
-        row = cursor.fetchone()
-    return None if row is None else int(row[0])
+        result_updates.update(alias, envelope["id"], fields)
 
 
 def record_started(
@@ -174,11 +127,14 @@ def record_started(
         **extra,
     }
     first = 2 if uncounted_before else 1
+    alias = router.db_for_write(TaskResult)
 
     def write() -> int:
         # The final write of the run follows, so this one need not wait for the disk. The
         # usual case (the publisher stored the READY row) is one statement, in autocommit.
-        deliveries = _update_counting(envelope["id"], fields, at_least=first, relaxed=True)
+        deliveries = result_updates.update_counting(
+            alias, envelope["id"], fields, at_least=first, relaxed=True
+        )
         if deliveries is not None:
             return deliveries
         with relaxed_commit():
@@ -190,7 +146,10 @@ def record_started(
             if created and created[0].pk is not None:
                 return first
             # Lost a race with the publisher's insert: count over its READY row.
-            return _update_counting(envelope["id"], fields, at_least=first) or first
+            counted = result_updates.update_counting(
+                alias, envelope["id"], fields, at_least=first, relaxed=False
+            )
+            return counted or first
 
     return _recorded(write, f"result id={envelope['id']} status=RUNNING")
 
