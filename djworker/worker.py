@@ -201,7 +201,8 @@ class Worker:
         # connection is handed back, never kept).
         worker_connections.enable()
         self.pool.start()
-        worker_connections.keep_open()
+        # The consumer's connection carries the django:// LISTEN too, unless tasks run here.
+        worker_connections.keep_open(listen=not self.pool.blocks_consumer)
         try:
             try:
                 connected = self.consumer.connect(should_stop=lambda: self.stop_requested)
@@ -339,6 +340,7 @@ class Worker:
         size = self._target_size(self.config, self.pool_class)
         self.pool = self.consumer.pool = self._make_pool(size)
         self.pool.start()
+        worker_connections.keep_open(listen=not self.pool.blocks_consumer)
         self.consumer.stopping = False  # drained for a restart, not for a shutdown: run again
         self.consumer.update_prefetch()
         if not self.consumer.hold:

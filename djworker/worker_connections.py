@@ -72,17 +72,33 @@ def pooled(alias: str) -> bool:
     return bool(connections.settings[alias].get("OPTIONS", {}).get("pool"))
 
 
-def keep_open() -> None:
+def keep_open(*, listen: bool = False) -> None:
     """Keep this thread's Django connections open across tasks (closed only when unusable).
 
     For the threads that do the worker's own work: the consumer's and the control tick's.
-    ``close_old_connections()`` then closes them only when an error left them unusable.
+    ``close_old_connections()`` then closes them only when an error left them unusable. With
+    ``listen``, the ``django://`` transport may also LISTEN on them (see ``listens_here``).
     """
     if not _enabled:
         return
+    _local.listen = listen
     for alias in connections:
         if not pooled(alias):
             _never_obsolete(connections[alias])
+
+
+def listens_here(alias: str) -> bool:
+    """Whether the ``django://`` transport may LISTEN on this thread's connection for ``alias``.
+
+    Only where ``keep_open(listen=True)`` was called: the consumer's thread of a worker whose
+    pool runs no task on it. A run lends the thread's own connection to its result writes after
+    checking that its socket is not readable (``own_connection``), and a notification waiting
+    there would look like a server gone. Never under a green pool or for a pooled alias: their
+    connections go back to a pool, still LISTENing, for another greenlet to take.
+    """
+    if not (_enabled and getattr(_local, "listen", False)) or green.patched or pooled(alias):
+        return False
+    return bool(connections[alias].settings_dict.get("AUTOCOMMIT", True))
 
 
 def _never_obsolete(connection: Any) -> None:

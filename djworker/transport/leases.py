@@ -22,6 +22,7 @@ from time import monotonic
 from django.db import DatabaseError, connections
 from django.utils import timezone
 
+from djworker import worker_connections
 from djworker.busy import retry_when_busy
 from djworker.log_safety import get_logger
 from djworker.models.broker import QueueMessage
@@ -40,6 +41,7 @@ ACK_FLUSH_S = 0.05
 ACK_BACKSTOP_S = 2 * ACK_FLUSH_S
 # The keeper thread keeps its database session this long after its last write, so a steady
 # trickle of backstop flushes does not reconnect each time; renewals alone are minutes apart.
+# While messages are held it keeps it longer (see ``LeaseKeeper._keeps_session``).
 IDLE_SESSION_S = 1.0
 # After a failed round the thread waits this long before touching the database again.
 RETRY_AFTER_S = 1.0
@@ -218,6 +220,20 @@ class LeaseKeeper:
             wake_at = min(wake_at, last_use + IDLE_SESSION_S)
         return max(0.0, wake_at - monotonic(), not_before - monotonic())
 
+    def _keeps_session(self) -> bool:
+        """Whether the thread keeps its session past ``IDLE_SESSION_S``: while messages are held.
+
+        A consumer that runs tasks on its own thread (the solo pool) leaves the ack of one
+        task to the backstop while it runs the next: closing after a second would open a
+        session per task longer than that. Once nothing is held the session goes. Not for a
+        pooled alias (a green pool's budget): the connection would be taken from the slots for
+        as long as they run anything.
+        """
+        if worker_connections.pooled(self.alias):
+            return False
+        with self._wake:
+            return bool(self._held)
+
     def _run(self) -> None:
         next_renewal = monotonic() + self.interval_s
         last_use: float | None = None  # when this thread last used its database session
@@ -252,9 +268,12 @@ class LeaseKeeper:
                 if last_use is None and connections[self.alias].connection is not None:
                     last_use = now  # a flush that found nothing to delete still opened it
                 if last_use is not None and monotonic() - last_use >= IDLE_SESSION_S:
-                    # Renewal rounds are minutes apart: an idle session would only occupy
-                    # a server slot.
-                    connections[self.alias].close()
-                    last_use = None
+                    if self._keeps_session():
+                        last_use = monotonic()  # looked at again a second later
+                    else:
+                        # Renewal rounds are minutes apart: an idle session would only occupy
+                        # a server slot.
+                        connections[self.alias].close()
+                        last_use = None
         finally:
             connections[self.alias].close()

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from time import monotonic, sleep
 from typing import TYPE_CHECKING, Any
 
-from django.db import connections
+from django.db import DatabaseError, connections
 
+from djworker import worker_connections
 from djworker.log_safety import get_logger
 
 if TYPE_CHECKING:
@@ -30,6 +31,11 @@ def notify_channel(queue: str) -> str:
     characters they cannot; the hash is lower-case hex, so it needs no quoting rules.
     """
     return NOTIFY_CHANNEL_PREFIX + hashlib.sha256(queue.encode()).hexdigest()[:24]
+
+
+def sql_listen(command: str, channel: str) -> str:
+    """``LISTEN`` or ``UNLISTEN`` of ``channel``, which ``notify_channel`` made safe to quote."""
+    return f'{command} "{channel}"'
 
 
 @dataclass
@@ -54,51 +60,97 @@ class Wake:
 
 
 class NotifyListener:
-    """A dedicated autocommit psycopg connection LISTENing for new messages on PostgreSQL.
+    """LISTENs for new messages on PostgreSQL, on the worker consumer's own connection if it can.
 
-    Built from Django's own connection parameters, so it reaches the same database (the test
-    database under pytest too). Failures are logged and degrade to plain polling: the next ORM
-    poll is what reports a database outage to kombu.
+    In a worker whose consumer thread runs no task (``worker_connections.listens_here``) the
+    channels are LISTENed on that thread's Django connection, which the worker keeps open: the
+    notifications arrive on the socket the claims use, and the worker holds one session fewer.
+    A notification that comes while a claim runs on it is kept by psycopg (3.2.4 and later) for
+    the next ``wait``. Anywhere else (a plain kombu consumer, a green pool, a pooled alias, the
+    solo pool) it opens a dedicated autocommit psycopg connection, built from Django's own
+    connection parameters so it reaches the same database (the test database under pytest too).
+
+    Whenever the connection LISTENing changes (Django reopened the shared one, or the mode
+    changed), the next ``wait`` comes back blind: notifications may have been missed meanwhile.
+    Failures are logged and degrade to plain polling: the next ORM poll is what reports a
+    database outage to kombu.
     """
 
     def __init__(self, *, alias: str) -> None:
         self.alias = alias
-        self._conn: psycopg.Connection[Any] | None = None
+        self._conn: psycopg.Connection[Any] | None = None  # the connection LISTENing, if any
+        self._shared = False  # _conn is the thread's Django connection, not one of ours
         self._channels: dict[str, str] = {}  # channel -> queue
         self._retry_at = 0.0
+        self._missed = False  # the LISTENing connection changed: notifications may be lost
 
     @property
     def listening(self) -> bool:
         return self._conn is not None
 
+    @property
+    def shares_connection(self) -> bool:
+        """Whether it LISTENs on the thread's Django connection (no session of its own)."""
+        return self._conn is not None and self._shared
+
     def listen(self, queues: Iterable[str]) -> None:
         """LISTEN on exactly the channels of ``queues``; call before polling so no wake is lost."""
         wanted = {notify_channel(queue): queue for queue in queues}
-        if self._conn is not None and wanted == self._channels:
-            return
         if self._conn is None and monotonic() < self._retry_at:
             return
         import psycopg
-        from psycopg import sql
 
         try:
-            if self._conn is None:
-                params = connections[self.alias].get_connection_params()
-                for django_only in ("cursor_factory", "context"):
-                    params.pop(django_only, None)
-                self._conn = psycopg.connect(**params, autocommit=True)
-                self._channels = {}
+            conn, shared = self._connection()
+            if conn is not self._conn:
+                self._drop()
+                self._conn, self._shared, self._missed = conn, shared, True
+            if wanted == self._channels:
+                return
             for channel in wanted.keys() - self._channels.keys():
-                self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                conn.execute(sql_listen("LISTEN", channel))
             for channel in self._channels.keys() - wanted.keys():
-                self._conn.execute(sql.SQL("UNLISTEN {}").format(sql.Identifier(channel)))
+                conn.execute(sql_listen("UNLISTEN", channel))
             self._channels = wanted
-        except psycopg.Error:
+        except (psycopg.Error, DatabaseError):
             logger.warning(
                 "LISTEN failed; polling without it for retry_s=%s", RELISTEN_AFTER_S, exc_info=True
             )
             self.close()
             self._retry_at = monotonic() + RELISTEN_AFTER_S
+
+    def _connection(self) -> tuple[psycopg.Connection[Any], bool]:
+        """The connection to LISTEN on now, and whether it is the thread's Django connection."""
+        import psycopg
+
+        if worker_connections.listens_here(self.alias):
+            wrapper = connections[self.alias]
+            if wrapper.in_atomic_block and self._conn is not None:
+                return self._conn, self._shared  # LISTEN would wait for that transaction
+            wrapper.ensure_connection()
+            if isinstance(wrapper.connection, psycopg.Connection):
+                return wrapper.connection, True
+        if self._conn is not None and not self._shared:
+            return self._conn, False
+        params = connections[self.alias].get_connection_params()
+        for django_only in ("cursor_factory", "context"):
+            params.pop(django_only, None)
+        return psycopg.connect(**params, autocommit=True), False
+
+    def _drop(self) -> None:
+        """Stop LISTENing on the current connection: close it if ours, UNLISTEN if shared."""
+        conn, self._conn, self._channels = self._conn, None, {}
+        if conn is None or conn.closed:
+            return
+        try:
+            if self._shared:
+                # The thread goes on using it: stray notifications would pile up in psycopg.
+                if not conn.info.transaction_status:  # idle, not inside a transaction
+                    conn.execute("UNLISTEN *")
+            else:
+                conn.close()
+        except Exception:
+            logger.debug("leaving the LISTEN connection failed", exc_info=True)
 
     def wait(self, timeout_s: float) -> Wake:
         """Return on a notification or after ``timeout_s``, whichever comes first.
@@ -107,20 +159,31 @@ class NotifyListener:
         return at once, all together: one poll answers every one of them.
         """
         wake = Wake()
-        if self._conn is None:
+        conn = self._conn
+        if conn is not None and self._shared and connections[self.alias].connection is not conn:
+            wake.blind = True  # Django closed it since: the next listen() takes the new one
+            return wake
+        if conn is None:
             sleep(timeout_s)
             wake.blind = True
             return wake
+        if self._missed:
+            # LISTENing anew: what was published meanwhile announced itself to nobody.
+            self._missed = False
+            wake.blind = True
+            timeout_s = 0.0
         import psycopg
 
         started = monotonic()
         try:
-            for notify in self._conn.notifies(timeout=timeout_s, stop_after=1):
+            for notify in conn.notifies(timeout=timeout_s, stop_after=1):
                 self._heard(wake, notify)
-            for notify in self._conn.notifies(timeout=0):
+            for notify in conn.notifies(timeout=0):
                 self._heard(wake, notify)
         except psycopg.Error:
             logger.warning("waiting for NOTIFY failed; polling without it", exc_info=True)
+            if self._shared:
+                connections[self.alias].close()  # broken: the next claim reconnects
             self.close()
             sleep(max(0.0, timeout_s - (monotonic() - started)))
             wake.blind = True
@@ -132,10 +195,5 @@ class NotifyListener:
             wake.add(queue, notify.payload)
 
     def close(self) -> None:
-        conn, self._conn = self._conn, None
-        self._channels = {}
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:
-                logger.debug("closing the LISTEN connection failed", exc_info=True)
+        self._drop()
+        self._shared = False

@@ -79,10 +79,16 @@ def _django_env(database_url: str) -> dict[str, str]:
     }
 
 
-def _publish_and_wait(database_url: str, broker_url: str, queue: str, count: int) -> None:
-    """Publish ``count`` no-ops from another process and wait until every result is stored."""
+def _publish_and_wait(
+    database_url: str, broker_url: str, queue: str, count: int, *options: str
+) -> None:
+    """Publish ``count`` no-ops (see ``publish.py`` for ``options``) from another process and
+    wait until every result is stored."""
     done = subprocess.run(
-        [sys.executable, "-m", "tests.perf.publish", f"--queue={queue}", f"--count={count}"],
+        [
+            *(sys.executable, "-m", "tests.perf.publish"),
+            *(f"--queue={queue}", f"--count={count}", *options),
+        ],
         cwd=ROOT,
         env={**_django_env(database_url), "DJWORKER_BROKER_URL": broker_url},
         capture_output=True,
@@ -199,10 +205,10 @@ def test_a_task_opens_no_session_and_makes_two_result_writes(
     assert statements <= STATEMENTS_PER_TASK[broker] * TASKS, summary
 
 
-#: what a django:// worker holds besides one connection per slot: the consumer's, the
-#: transport's LISTEN connection, the lease keeper's and the control tick's. Issue 15 asks for
-#: two; this bound keeps the count from growing until then.
-DJANGO_WORKER_SESSIONS_BEYOND_SLOTS = 4
+#: what an idle django:// worker holds besides one connection per slot: the consumer's, which
+#: also carries the transport's LISTEN, and the control tick's. The lease keeper closes its own
+#: a second after its last write.
+DJANGO_WORKER_SESSIONS_BEYOND_SLOTS = 2
 IDLE_S = 3.0
 
 
@@ -234,3 +240,31 @@ def test_an_idle_django_worker_opens_no_session_and_holds_a_bounded_number(
     assert not idle.sessions_opened, f"sessions opened in {IDLE_S} s idle: {idle.sessions_opened}"
     shown = "\n".join(f"{pid}: {query}" for pid, query in held)
     assert len(held) <= slots + DJANGO_WORKER_SESSIONS_BEYOND_SLOTS, shown
+
+
+#: long enough that the lease keeper's backstop writes the previous task's ack while the solo
+#: pool runs the next, and that a session it closed after a second unused would be reopened
+LONG_TASK_S = 1.3
+
+
+def test_long_tasks_on_the_solo_pool_open_no_session_per_task(
+    logged_database: tuple[PrivatePostgres, str],
+    worker_factory: Callable[..., WorkerProcess],
+) -> None:
+    """The solo pool runs each task on the consumer's thread, so the ack of one is written by
+    the lease keeper while the next runs: its session stays open while messages are held."""
+    server, database_url = logged_database
+    application = f"djw-perf-{uuid.uuid4().hex[:8]}"
+    queue = unique_queue("perf")
+    worker = _start_worker(worker_factory, "solo", 1, queue, "django://", database_url, application)
+    _publish_and_wait(database_url, "django://", queue, WARM_UP_TASKS)
+    _heartbeat_counted(database_url, WARM_UP_TASKS)
+    time.sleep(2)  # the lease keeper's session, if the warm-up opened one, is closed by now
+    log_path = server.directory / "postgres.log"
+    start = log_path.stat().st_size
+    _publish_and_wait(database_url, "django://", queue, 4, f"--sleep={LONG_TASK_S}")
+    end = log_path.stat().st_size
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0, worker.output
+    run = server_log.read(log_path, start=start, end=end, application=application)
+    assert len(run.sessions_opened) <= 1, f"sessions opened by 4 tasks: {run.sessions_opened}"
