@@ -32,7 +32,7 @@ from djworker import conf
 from djworker.autoscale import Autoscaler, Load
 from djworker.broker import redact_url
 from djworker.busy import retry_when_busy
-from djworker.concurrency import resolve_pool
+from djworker.concurrency.lookup import resolve_pool
 from djworker.concurrency.settings_check import check_settings
 from djworker.control_commands import control_action
 from djworker.exceptions import ConfigurationError

@@ -228,7 +228,8 @@ def parse_hostname(value: Any, *, name: str) -> str:
 
 
 def parse_pool(value: Any, *, name: str) -> str:
-    from djworker.concurrency import POOLS, pool_choices
+    from djworker.concurrency.lookup import pool_choices
+    from djworker.concurrency.registry import POOLS
 
     pool = parse_text(value, name=name)
     if pool in POOLS or pool == "custom" or ":" in pool or "." in pool:

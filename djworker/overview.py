@@ -15,7 +15,8 @@ from typing import Any
 
 from django.utils import timezone
 
-from djworker.concurrency import POOLS, resolve_pool
+from djworker.concurrency.lookup import resolve_pool
+from djworker.concurrency.registry import POOLS
 from djworker.models import TaskResult, TaskStatus, Worker, WorkerState
 
 #: rows of each table sent at most; the totals say how many there are
@@ -40,7 +41,7 @@ def pool_can_terminate(pool: str) -> bool:
     ``supports_terminate``: solo and threads); for green and custom pools, whose modules are
     not imported here, the worker judges, and a refusal is the command's outcome.
     """
-    if pool in POOLS and POOLS[pool][1] in QUIET_PACKAGES:
+    if pool in POOLS and POOLS[pool].package in QUIET_PACKAGES:
         try:
             return resolve_pool(pool).supports_terminate
         except Exception:  # a broken install: offer nothing

@@ -22,8 +22,8 @@ from django.db import close_old_connections, connections
 
 from djworker import __version__, broker_durability, green, nodename, signals, worker_connections
 from djworker.broker import Broker, redact_url, set_broker
-from djworker.concurrency import resolve_pool
 from djworker.concurrency.base import BasePool
+from djworker.concurrency.lookup import resolve_pool
 from djworker.concurrency.settings_check import check_settings
 from djworker.conf import DEFAULT, WorkerSettings, explain, spelled
 from djworker.consumer import Consumer

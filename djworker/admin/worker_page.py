@@ -25,8 +25,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
 from djworker import overview, permissions
-from djworker.concurrency import POOLS
-from djworker.concurrency.registry import aliases_with
+from djworker.concurrency.registry import POOLS, aliases_with
 from djworker.control_commands import ADMIN_ACTIONS
 from djworker.models import ControlCommand, Worker
 
