@@ -1,6 +1,6 @@
 """Worker configuration: one frozen ``WorkerSettings`` resolved from layered sources.
 
-Precedence, lowest first: code defaults < ``settings.DJWORKER`` < the admin profile (a
+Precedence, lowest first: code defaults < ``settings.DJWORKER`` < the worker profile (a
 ``WorkerProfile`` row) < ``DJWORKER_*`` environment variables < command-line options. Each value
 remembers which layer set it, so the banner and the admin can show it; environment and
 command-line values are *pinned* for the life of the process.
@@ -92,10 +92,10 @@ class WorkerSettings:
     max_deliveries: int = DEFAULT_MAX_DELIVERIES  # 0: no cap
     broker_url: str = DEFAULT_BROKER_URL
     broker_transport_options: Mapping[str, Any] = field(default_factory=dict)
-    config_name: str = DEFAULT_PROFILE
+    profile_name: str = DEFAULT_PROFILE
     heartbeat_interval_s: float = 5.0
     control_interval_s: float = 1.0
-    paused: bool = False  # set only by the admin profile: take no new messages
+    paused: bool = False  # set only by the worker profile: take no new messages
     #: the largest pool size any layer may ask for (settings.DJWORKER only)
     max_concurrency: int = bounds.DEFAULT_MAX_CONCURRENCY
     #: custom pool classes a profile may name (settings.DJWORKER only)
@@ -407,7 +407,7 @@ def load_config(
     environ: Mapping[str, str] | None = None,
     djworker_settings: Mapping[str, Any] | None = None,
     admin: Mapping[str, Any] | None = None,
-    config_name: str = DEFAULT_PROFILE,
+    profile_name: str = DEFAULT_PROFILE,
 ) -> WorkerSettings:
     """Merge the layers into one ``WorkerSettings``.
 
@@ -428,7 +428,7 @@ def load_config(
             values[key] = value
             sources[key] = layer
     del sources["sources"]
-    resolved = WorkerSettings(config_name=config_name, sources=sources, **values)
+    resolved = WorkerSettings(profile_name=profile_name, sources=sources, **values)
     check_sizes(resolved)
     check_profile_pool(resolved)
     check_pool_settings(resolved)
@@ -441,58 +441,59 @@ def load_config(
     return resolved.replace(hostname=expanded)
 
 
-def check_sizes(config: WorkerSettings) -> None:
+def check_sizes(settings: WorkerSettings) -> None:
     """Refuse a concurrency or an autoscale bound above ``MAX_CONCURRENCY``, naming its layer."""
-    sizes = [("concurrency", config.concurrency)]
-    if config.autoscale:
-        sizes.append(("autoscale", config.autoscale[1]))
+    sizes = [("concurrency", settings.concurrency)]
+    if settings.autoscale:
+        sizes.append(("autoscale", settings.autoscale[1]))
     for name, value in sizes:
         if value is not None:
             bounds.check_size(
                 OPTIONS_BY_FIELD[name].cli_flag,
                 value,
-                config.max_concurrency,
-                source=config.sources.get(name, DEFAULT),
+                settings.max_concurrency,
+                source=settings.sources.get(name, DEFAULT),
             )
 
 
-def check_profile_pool(config: WorkerSettings) -> None:
+def check_profile_pool(settings: WorkerSettings) -> None:
     """A profile names a built-in pool or an allow-listed class; the other layers name any.
 
     Whoever may edit a profile in the admin must not be able to make every worker import and
     run a class of their choosing; the command line, the environment and settings are the
     operator's own.
     """
-    if config.sources.get("pool") != ADMIN:
+    if settings.sources.get("pool") != ADMIN:
         return
-    if error := profile_pool_error(config.pool, allowed=config.custom_pools):
-        raise ConfigurationError(f"profile {config.config_name!r}: {error}")
+    if error := profile_pool_error(settings.pool, allowed=settings.custom_pools):
+        raise ConfigurationError(f"profile {settings.profile_name!r}: {error}")
 
 
-def check_pool_settings(config: WorkerSettings) -> None:
+def check_pool_settings(settings: WorkerSettings) -> None:
     """The one pool-settings check (``check_settings``), for the pool the layers name.
 
     A built-in pool's rules are checked here, before any worker starts; a custom pool's class
     is imported only by the worker, which checks it again with the class.
     """
     check_settings(
-        builtin_class_of(config.pool), config, spell=lambda field: spelled(config, field)
+        builtin_class_of(settings.pool), settings, spell=lambda field: spelled(settings, field)
     )
 
 
-def spelled(config: WorkerSettings, field: str) -> str:
+def spelled(settings: WorkerSettings, field: str) -> str:
     """The option ``field`` as the layer that set it spells it, for error messages (an option
     no layer set is named by its command-line flag)."""
-    option, layer = OPTIONS_BY_FIELD[field], config.sources.get(field, DEFAULT)
+    option, layer = OPTIONS_BY_FIELD[field], settings.sources.get(field, DEFAULT)
     return {
         ENV: option.env_var,
         SETTINGS: f"settings.DJWORKER[{option.settings_key!r}]",
-        ADMIN: f"{field_name(field)} of profile {config.config_name!r}",
+        ADMIN: f"{field_name(field)} of profile {settings.profile_name!r}",
     }.get(layer, option.cli_flag)
 
 
-def explain(config: WorkerSettings) -> list[tuple[str, Any, str]]:
+def explain(settings: WorkerSettings) -> list[tuple[str, Any, str]]:
     """(field, value, layer) for each configurable field, for banners and the admin."""
     return [
-        (o.field, getattr(config, o.field), config.sources.get(o.field, DEFAULT)) for o in OPTIONS
+        (o.field, getattr(settings, o.field), settings.sources.get(o.field, DEFAULT))
+        for o in OPTIONS
     ]

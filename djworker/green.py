@@ -6,7 +6,7 @@ real locks that block the whole process. ``manage.py`` and ``python -m djworker`
 ``patch_if_requested(sys.argv)`` first thing; it reads only argv and the environment.
 
 A project's own ``manage.py`` does not know about this. When ``runworker`` finds that it needs
-a green pool in a process nobody patched (the pool may even come from an admin profile), it
+a green pool in a process nobody patched (the pool may even come from a worker profile), it
 starts itself again through ``python -m djworker`` with ``DJWORKER_PATCH`` naming the pool
 (``reexec_patched``), so any ``manage.py`` works.
 """

@@ -1,6 +1,6 @@
 """Option values: each parser turns one raw value into its typed value, or names what is wrong.
 
-Every layer (command line, ``settings.DJWORKER``, ``DJWORKER_*`` variables, an admin profile)
+Every layer (command line, ``settings.DJWORKER``, ``DJWORKER_*`` variables, a worker profile)
 goes through these, from the option table in ``conf.py``, so a value is refused the same way
 wherever it was set: one line naming the option, the value and what is allowed.
 """

@@ -30,7 +30,7 @@ def inherited() -> dict[str, str]:
     """Profile field -> "VALUE from LAYER": what a blank field gives a worker with no
     environment or command-line value for it."""
     try:
-        base = conf.load_config(environ={}, config_name="(inherited)")
+        base = conf.load_config(environ={}, profile_name="(inherited)")
     except ConfigurationError:
         return {}
     shown: dict[str, str] = {}
@@ -156,7 +156,7 @@ def worker_outcomes(profile: WorkerProfile) -> list[dict[str, Any]]:
     except ConfigurationError:  # a row written without validation; the workers say why
         values = {}
     rows = []
-    workers = Worker.objects.filter(config=profile).exclude(
+    workers = Worker.objects.filter(profile=profile).exclude(
         state__in=(WorkerState.STOPPED, WorkerState.LOST)
     )
     for worker in workers.order_by("hostname"):
@@ -177,8 +177,8 @@ def worker_outcomes(profile: WorkerProfile) -> list[dict[str, Any]]:
         up_to_date = worker.applied_revision == profile.revision
         if up_to_date:
             status = f"applied revision {profile.revision}"
-        elif worker.config_error:
-            status = f"did not apply revision {profile.revision}: {worker.config_error}"
+        elif worker.profile_error:
+            status = f"did not apply revision {profile.revision}: {worker.profile_error}"
         else:
             status = f"applying revision {profile.revision} (has {worker.applied_revision})"
         rows.append(

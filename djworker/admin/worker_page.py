@@ -77,7 +77,7 @@ class WorkerPageMixin:
         if not self.has_view_permission(request):
             raise PermissionDenied
         try:
-            return Worker.objects.select_related("config").get(pk=pk)
+            return Worker.objects.select_related("profile").get(pk=pk)
         except (Worker.DoesNotExist, ValueError, TypeError):
             raise Http404(f"no worker with id {pk!r}") from None
 

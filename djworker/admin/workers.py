@@ -19,7 +19,13 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponsePermanentRedirect,
+    JsonResponse,
+)
 from django.template.loader import render_to_string
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
@@ -177,7 +183,7 @@ def _applied(worker: Worker, profile: WorkerProfile | None) -> str:
         return "-"
     if worker.applied_revision == profile.revision:
         return f"yes (rev {profile.revision})"
-    note = f": {worker.config_error}" if worker.config_error else ""
+    note = f": {worker.profile_error}" if worker.profile_error else ""
     return f"no: rev {worker.applied_revision} of {profile.revision}{note}"
 
 
@@ -228,7 +234,7 @@ class WorkerAdmin(WorkerPageMixin, admin.ModelAdmin):
     list_display = (
         "hostname",
         "state_display",
-        "config",
+        "profile",
         "pool",
         "pool_size",
         "busy",
@@ -237,12 +243,24 @@ class WorkerAdmin(WorkerPageMixin, admin.ModelAdmin):
         "profile_applied",
         "heartbeat",
     )
-    list_filter = (CurrentStateFilter, "pool", "config")
+    list_filter = (CurrentStateFilter, "pool", "profile")
     search_fields = ("hostname",)
     action_form = WorkerActionForm
     # One action per entry of the command table the admin offers, named for its action
     # (the value posted as ``action``).
     actions = tuple(admin_action(entry) for entry in ADMIN_ACTIONS)
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        # A link made before the worker's ``config`` field became ``profile`` filters on
+        # ``config__...``: it gets the same list under the field's new name.
+        former = [key for key in request.GET if key.split("__")[0] == "config"]
+        if former:
+            query = request.GET.copy()
+            for key in former:
+                query.setlist("profile" + key.removeprefix("config"), query.pop(key))
+            return HttpResponsePermanentRedirect(f"{request.path}?{query.urlencode()}")
+        return super().changelist_view(request, extra_context)
+
     fieldsets = (
         (
             None,
@@ -251,9 +269,9 @@ class WorkerAdmin(WorkerPageMixin, admin.ModelAdmin):
                     "hostname",
                     "pid",
                     "state_display",
-                    "config",
+                    "profile",
                     "profile_applied",
-                    "config_error",
+                    "profile_error",
                 )
             },
         ),
@@ -315,7 +333,7 @@ class WorkerAdmin(WorkerPageMixin, admin.ModelAdmin):
 
     @admin.display(description="profile applied")
     def profile_applied(self, obj: Worker) -> str:
-        return _applied(obj, obj.config)
+        return _applied(obj, obj.profile)
 
     @admin.display(description="settings")
     def settings_table(self, obj: Worker) -> str:

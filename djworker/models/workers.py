@@ -217,7 +217,7 @@ class WorkerQuerySet(models.QuerySet["Worker"]):
         online = self.filter(state=WorkerState.ONLINE)
         stale = [
             w.pk
-            # select_related(None): the admin's queryset follows ``config``, and Django 6.1
+            # select_related(None): the admin's queryset follows ``profile``, and Django 6.1
             # refuses to follow a relation that only() defers.
             for w in online.select_related(None).only(
                 "state", "last_heartbeat", "heartbeat_interval_s"
@@ -238,7 +238,7 @@ class Worker(models.Model):
 
     hostname = models.CharField(max_length=255, unique=True)
     pid = models.IntegerField(default=0)
-    config = models.ForeignKey(
+    profile = models.ForeignKey(
         WorkerProfile,
         null=True,
         blank=True,
@@ -263,7 +263,7 @@ class Worker(models.Model):
     #: [[field, value, layer], ...] as resolved now
     settings = models.JSONField(default=list, blank=True)
     applied_revision = models.PositiveIntegerField(default=0)
-    config_error = models.TextField(blank=True, help_text="Why the latest profile is not applied.")
+    profile_error = models.TextField(blank=True, help_text="Why the latest profile is not applied.")
     #: the latest autoscale decisions, newest last: [{"at": iso, "from": n, "to": m, "reason": s}]
     scale_events = models.JSONField(default=list, blank=True)
 
@@ -273,6 +273,16 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return self.hostname
+
+    @property
+    def config(self) -> WorkerProfile | None:
+        """The former name of ``profile``, kept for code that reads it."""
+        return self.profile
+
+    @property
+    def config_error(self) -> str:
+        """The former name of ``profile_error``, kept for code that reads it."""
+        return self.profile_error
 
     @property
     def current_state(self) -> str:

@@ -12,9 +12,10 @@ import uuid
 import pytest
 from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
+from django.http import QueryDict
 from django.test import Client
 
-from djworker.models import WorkerProfile
+from djworker.models import Worker, WorkerProfile
 from tests.integration.test_dashboard import client_for
 
 pytestmark = pytest.mark.django_db
@@ -65,3 +66,19 @@ def test_the_former_name_is_not_listed_in_the_admin_and_has_no_permissions() -> 
     former = ContentType.objects.get(app_label="djworker", model="workerconfig")
     assert not Permission.objects.filter(content_type=former).exists()
     assert Permission.objects.filter(codename="change_workerprofile").exists()
+
+
+def test_the_workers_list_filtered_by_the_former_field_name_keeps_its_filter() -> None:
+    # The worker's profile field was ``config``: a saved link filtering on it still filters.
+    profile = WorkerProfile.objects.create(name=f"p{uuid.uuid4().hex[:6]}")
+    Worker.objects.create(hostname=f"w-{profile.name}", profile=profile)
+    Worker.objects.create(hostname=f"w-other-{profile.name}")
+    client = client_for(superuser=True)
+    response = client.get(f"/admin/djworker/worker/?config__id__exact={profile.pk}&o=1")
+    assert response.status_code == 301
+    path, _, query = response["Location"].partition("?")
+    assert path == "/admin/djworker/worker/"
+    assert QueryDict(query) == QueryDict(f"o=1&profile__id__exact={profile.pk}")
+    page = client.get(response["Location"]).content.decode()
+    assert f"w-{profile.name}" in page
+    assert f"w-other-{profile.name}" not in page

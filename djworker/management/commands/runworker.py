@@ -1,4 +1,4 @@
-"""``manage.py runworker``: validate options at the edge, resolve the config, run a Worker."""
+"""``manage.py runworker``: validate options at the edge, resolve the settings, run a Worker."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--profile",
             "--config",  # the flag's former name, kept so existing command lines work
-            dest="config_name",
+            dest="profile_name",
             default=conf.DEFAULT_PROFILE,
             type=_arg(option_values.parse_profile_name, "--profile"),
             metavar="NAME",
@@ -75,14 +75,14 @@ class Command(BaseCommand):
         from djworker.worker import Worker
 
         cli = {field: options.get(field) for field in conf.OPTIONS_BY_FIELD}
-        name = options["config_name"]
+        name = options["profile_name"]
         try:
             admin = profile_settings(name, create=options["create_profile"])
             connections.close_all()
-            config = conf.load_config(cli=cli, admin=admin, config_name=name)
-            configure_logging(config.loglevel)
-            self.ensure_patched(config.pool)
-            worker = Worker(config, stdout=self.stdout)
+            settings = conf.load_config(cli=cli, admin=admin, profile_name=name)
+            configure_logging(settings.loglevel)
+            self.ensure_patched(settings.pool)
+            worker = Worker(settings, stdout=self.stdout)
         except ConfigurationError as exc:
             raise CommandError(str(exc)) from exc
         try:
