@@ -29,6 +29,7 @@ from django.utils import timezone
 from djworker import green, message, result_store, signals
 from djworker.backend_results import error_entry, to_task_result, update
 from djworker.backend_task import broker_priority, extras_of
+from djworker.concurrency.green_library import GreenLibrary
 from djworker.conf import default_hostname
 from djworker.exceptions import ConfigurationError
 from djworker.log_safety import get_logger
@@ -110,24 +111,14 @@ def _forget_backends(*, setting: str, **kwargs: Any) -> None:
                 entry._variants.clear()
 
 
-def _run_coroutine_green(func: Any, args: Any, kwargs: Any) -> Any:
-    """Run an async task on a green pool: its event loop in a real OS thread of the hub's pool.
+def _run_coroutine_green(library: GreenLibrary, func: Any, args: Any, kwargs: Any) -> Any:
+    """Run an async task on a green pool: its event loop in a real OS thread of the library's.
 
     An asyncio loop in a greenlet (``async_to_sync`` runs it in a patched, green thread) can
     block the hub on its selector, and with it every run of the worker; in a real thread it
     blocks only that thread while this greenlet waits cooperatively.
     """
-
-    def run() -> Any:
-        return asyncio.run(func(*args, **kwargs))
-
-    if green.patched == "gevent":
-        import gevent
-
-        return gevent.get_hub().threadpool.apply(run)
-    from eventlet import tpool
-
-    return tpool.execute(run)
+    return library.run_in_real_thread(lambda: asyncio.run(func(*args, **kwargs)))
 
 
 class FrameworkTask(NativeTask[Any, Any]):
@@ -162,8 +153,8 @@ class FrameworkTask(NativeTask[Any, Any]):
         send(task_started, result, fallback_sender=self.fallback_sender)
         if self.task.takes_context:
             args = [TaskContext(task_result=result), *args]
-        if self._is_async and green.patched:
-            value = _run_coroutine_green(self.task.func, args, kwargs)
+        if self._is_async and green.patched_library is not None:
+            value = _run_coroutine_green(green.patched_library, self.task.func, args, kwargs)
         else:
             value = self.task.call(*args, **kwargs)
         # As Django's own executor does: a value JSON cannot carry fails the run, here.

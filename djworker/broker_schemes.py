@@ -1,11 +1,12 @@
 """What djworker does for each broker URL scheme: its transport, priorities and defaults.
 
 One table, ``PROFILES``, maps a URL scheme to a ``SchemeProfile``: the djworker transport that
-runs it, the client library it needs, which way its priorities go and the transport options
-djworker sets unless the user did. ``BrokerConnection`` is kombu's ``Connection`` with that
-table applied, so every connection djworker opens (publishing, consuming, inspecting queues)
-gets djworker's transport for its scheme, a failover URL's other parts included, while kombu's
-own aliases stay untouched for other code in the process.
+runs it, the client library it needs, which way its priorities go, the transport options
+djworker sets unless the user did and the inspector that reads its queue depths.
+``BrokerConnection`` is kombu's ``Connection`` with that table applied, so every connection
+djworker opens (publishing, consuming, inspecting queues) gets djworker's transport for its
+scheme, a failover URL's other parts included, while kombu's own aliases stay untouched for
+other code in the process.
 
 Schemes djworker knows but does not run on are in ``REFUSED`` with the reason, which the
 settings check quotes.
@@ -13,6 +14,7 @@ settings check quotes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -20,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kombu import Connection
+from kombu.transport import TRANSPORT_ALIASES
 
 from djworker.message import MAX_PRIORITY
 
@@ -42,6 +45,8 @@ class SchemeProfile:
     higher_first: bool = True
     #: transport options djworker sets unless the user set them
     default_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: ``module:Class`` of its ``QueueInspector`` (``djworker.queues``), imported when used
+    inspector: str = ""
 
     def broker_priority(self, priority: int) -> int:
         """djworker's priority (0-9, higher first) as this broker's number."""
@@ -52,7 +57,11 @@ class SchemeProfile:
         return {**self.default_options, **(given or {})}
 
 
-_DJANGO = SchemeProfile(family="django", transport="djworker.transport:Transport")
+_DJANGO = SchemeProfile(
+    family="django",
+    transport="djworker.transport:Transport",
+    inspector="djworker.queues.database:DatabaseInspector",
+)
 _REDIS = SchemeProfile(
     family="redis",
     transport="djworker.transport.redis:Transport",
@@ -62,11 +71,13 @@ _REDIS = SchemeProfile(
     # djworker offers ten levels, higher first, on every broker.
     higher_first=False,
     default_options=MappingProxyType({"priority_steps": list(range(MAX_PRIORITY + 1))}),
+    inspector="djworker.queues.redis:RedisInspector",
 )
 _AMQP = SchemeProfile(
     family="amqp",
     transport="djworker.transport.rabbitmq:Transport",
     client_module="kombu.transport.pyamqp",
+    inspector="djworker.queues.amqp:AmqpInspector",
 )
 
 #: URL scheme -> its profile; ``rediss://`` and ``amqps://`` keep kombu's TLS handling
@@ -76,11 +87,7 @@ PROFILES: Mapping[str, SchemeProfile] = MappingProxyType(
         "redis": _REDIS,
         "rediss": _REDIS,
         "amqp": _AMQP,
-        "amqps": SchemeProfile(
-            family="amqp",
-            transport="djworker.transport.rabbitmq:SSLTransport",
-            client_module="kombu.transport.pyamqp",
-        ),
+        "amqps": dataclasses.replace(_AMQP, transport="djworker.transport.rabbitmq:SSLTransport"),
         "pyamqp": _AMQP,
     }
 )
@@ -119,9 +126,11 @@ class BrokerConnection(Connection):  # type: ignore[misc]  # kombu is untyped
     """
 
     def __init__(self, hostname: str, **kwargs: Any) -> None:
-        if not kwargs.get("transport") and scheme_of(hostname.split(";")[0]) == "django":
-            # kombu itself has no django scheme to read the URL with; it holds nothing else.
-            kwargs["transport"] = _DJANGO.transport
+        scheme = scheme_of(hostname.split(";")[0])
+        if not kwargs.get("transport") and scheme in PROFILES and scheme not in TRANSPORT_ALIASES:
+            # kombu has no alias to read this scheme's URL with (django://): the scheme's own
+            # transport is named up front instead.
+            kwargs["transport"] = PROFILES[scheme].transport
         super().__init__(hostname, **kwargs)
 
     def _init_params(self, *args: Any, **params: Any) -> None:

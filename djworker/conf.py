@@ -1,6 +1,6 @@
 """Worker configuration: one frozen ``WorkerSettings`` resolved from layered sources.
 
-Precedence, lowest first: code defaults < ``settings.DJWORKER`` < the admin profile (a
+Precedence, lowest first: code defaults < ``settings.DJWORKER`` < the worker profile (a
 ``WorkerProfile`` row) < ``DJWORKER_*`` environment variables < command-line options. Each value
 remembers which layer set it, so the banner and the admin can show it; environment and
 command-line values are *pinned* for the life of the process.
@@ -16,10 +16,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from djworker import bounds
+from djworker import bounds, name_templates
 from djworker.broker_conf import parse_broker_url, parse_transport_options, shorten
-from djworker.concurrency import custom_pools, profile_pool_error
-from djworker.concurrency.registry import builtin_class_of
+from djworker.concurrency.lookup import custom_pools, profile_pool_error
+from djworker.concurrency.registry import alias_names, builtin_class_of
 from djworker.concurrency.settings_check import check_settings, field_name
 from djworker.exceptions import ConfigurationError
 from djworker.option_values import (
@@ -27,6 +27,7 @@ from djworker.option_values import (
     DEFAULT_RESULT_EXPIRES_S,
     DEFAULT_WORKER_LOST_AFTER_S,
     HOSTNAME_MAX_CHARS,
+    LOG_LEVELS,
     MIN_LOST_AFTER_S,
     parse_autoscale,
     parse_delivery_cap,
@@ -36,6 +37,7 @@ from djworker.option_values import (
     parse_multiplier,
     parse_optional_positive_int,
     parse_pool,
+    parse_positive_int,
     parse_queues,
     parse_seconds,
     parse_size_kib,
@@ -68,9 +70,7 @@ class SettingsError(ConfigurationError):
 
 
 def default_hostname() -> str:
-    from djworker import nodename
-
-    return nodename.expand(nodename.DEFAULT_TEMPLATE)
+    return name_templates.expand(name_templates.DEFAULT_TEMPLATE)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,10 +92,10 @@ class WorkerSettings:
     max_deliveries: int = DEFAULT_MAX_DELIVERIES  # 0: no cap
     broker_url: str = DEFAULT_BROKER_URL
     broker_transport_options: Mapping[str, Any] = field(default_factory=dict)
-    config_name: str = DEFAULT_PROFILE
+    profile_name: str = DEFAULT_PROFILE
     heartbeat_interval_s: float = 5.0
     control_interval_s: float = 1.0
-    paused: bool = False  # set only by the admin profile: take no new messages
+    paused: bool = False  # set only by the worker profile: take no new messages
     #: the largest pool size any layer may ask for (settings.DJWORKER only)
     max_concurrency: int = bounds.DEFAULT_MAX_CONCURRENCY
     #: custom pool classes a profile may name (settings.DJWORKER only)
@@ -131,41 +131,117 @@ class WorkerSettings:
 
 @dataclass(frozen=True)
 class Option:
-    """One configurable value: where each layer spells it, and how its text is parsed."""
+    """One configurable value: where each layer spells it, and how its text is parsed.
+
+    The command line (``runworker``'s arguments and ``--help``) and the worker profile (which
+    of its fields set the value, and where the admin's form shows them) follow from the entry.
+    """
 
     field: str
     parse: Callable[..., Any]
     settings_key: str
     env_var: str
     cli_flag: str
+    #: what ``runworker --help`` says of it
+    help: str
+    #: the command line's one-letter flag, if any
+    short_flag: str = ""
+    #: the value's name in ``--help`` (argparse's default: the field in capitals)
+    metavar: str | None = None
+    #: the command line's parser where it is stricter than ``parse`` (no "none" to unset)
+    cli_parse: Callable[..., Any] | None = None
+    #: the ``WorkerProfile`` fields that set it (none: a profile cannot)
+    profile_fields: tuple[str, ...] = ()
+    #: the section of the profile form that shows those fields ("": the first)
+    profile_section: str = ""
 
 
+AUTOSCALE = "Autoscale"
+CONSUMING = "Consuming"
+LIMITS = "Limits"
 OPTIONS: tuple[Option, ...] = (
-    Option("pool", parse_pool, "POOL", "DJWORKER_POOL", "--pool"),
+    Option(
+        "pool",
+        parse_pool,
+        "POOL",
+        "DJWORKER_POOL",
+        "--pool",
+        f"{alias_names()}, custom, or a module.path:Class (default: threads)",
+        short_flag="-P",
+        profile_fields=("pool",),
+    ),
     Option(
         "concurrency",
         parse_optional_positive_int,
         "CONCURRENCY",
         "DJWORKER_CONCURRENCY",
         "--concurrency",
+        "number of pool slots (default: the number of CPUs; 1 for solo)",
+        short_flag="-c",
+        cli_parse=parse_positive_int,
+        profile_fields=("concurrency",),
     ),
-    Option("autoscale", parse_autoscale, "AUTOSCALE", "DJWORKER_AUTOSCALE", "--autoscale"),
+    Option(
+        "autoscale",
+        parse_autoscale,
+        "AUTOSCALE",
+        "DJWORKER_AUTOSCALE",
+        "--autoscale",
+        "let the pool size follow demand between two bounds, in either order: 1,3",
+        metavar="MIN,MAX",
+        profile_fields=("autoscale_min", "autoscale_max"),
+        profile_section=AUTOSCALE,
+    ),
     Option(
         "autoscale_keepalive_s",
         parse_seconds,
         "AUTOSCALE_KEEPALIVE",
         "DJWORKER_AUTOSCALE_KEEPALIVE",
         "--autoscale-keepalive",
+        "seconds without need before an autoscaled pool shrinks (default: 30)",
+        metavar="SECONDS",
+        profile_fields=("autoscale_keepalive",),
+        profile_section=AUTOSCALE,
     ),
-    Option("queues", parse_queues, "QUEUES", "DJWORKER_QUEUES", "--queues"),
-    Option("hostname", parse_hostname, "HOSTNAME", "DJWORKER_HOSTNAME", "--hostname"),
-    Option("loglevel", parse_loglevel, "LOGLEVEL", "DJWORKER_LOGLEVEL", "--loglevel"),
+    Option(
+        "queues",
+        parse_queues,
+        "QUEUES",
+        "DJWORKER_QUEUES",
+        "--queues",
+        "comma-separated queues to consume (default: default)",
+        short_flag="-Q",
+        profile_fields=("queues",),
+        profile_section=CONSUMING,
+    ),
+    Option(
+        "hostname",
+        parse_hostname,
+        "HOSTNAME",
+        "DJWORKER_HOSTNAME",
+        "--hostname",
+        "the worker's name, unique among running workers; %%h host, %%n its first label, %%d "
+        "domain, %%i pid, %%%% a percent sign (default: djworker@%%h)",
+        short_flag="-n",
+    ),
+    Option(
+        "loglevel",
+        parse_loglevel,
+        "LOGLEVEL",
+        "DJWORKER_LOGLEVEL",
+        "--loglevel",
+        f"one of {', '.join(LOG_LEVELS)} (default: INFO)",
+        short_flag="-l",
+    ),
     Option(
         "prefetch_multiplier",
         parse_multiplier,
         "PREFETCH_MULTIPLIER",
         "DJWORKER_PREFETCH_MULTIPLIER",
         "--prefetch-multiplier",
+        "messages reserved per pool slot; 0 means no limit (default: 4)",
+        profile_fields=("prefetch_multiplier",),
+        profile_section=CONSUMING,
     ),
     Option(
         "max_tasks_per_child",
@@ -173,6 +249,10 @@ OPTIONS: tuple[Option, ...] = (
         "MAX_TASKS_PER_CHILD",
         "DJWORKER_MAX_TASKS_PER_CHILD",
         "--max-tasks-per-child",
+        "replace a pool process after this many tasks (prefork)",
+        cli_parse=parse_positive_int,
+        profile_fields=("max_tasks_per_child",),
+        profile_section=LIMITS,
     ),
     Option(
         "max_memory_per_child_kib",
@@ -180,14 +260,33 @@ OPTIONS: tuple[Option, ...] = (
         "MAX_MEMORY_PER_CHILD",
         "DJWORKER_MAX_MEMORY_PER_CHILD",
         "--max-memory-per-child",
+        "replace a pool process whose resident memory exceeds SIZE after its task: KiB, or a "
+        "size such as 200MB (prefork)",
+        metavar="SIZE",
+        profile_fields=("max_memory_per_child",),
+        profile_section=LIMITS,
     ),
-    Option("time_limit_s", parse_seconds, "TIME_LIMIT", "DJWORKER_TIME_LIMIT", "--time-limit"),
+    Option(
+        "time_limit_s",
+        parse_seconds,
+        "TIME_LIMIT",
+        "DJWORKER_TIME_LIMIT",
+        "--time-limit",
+        "hard time limit for every task",
+        metavar="SECONDS",
+        profile_fields=("time_limit",),
+        profile_section=LIMITS,
+    ),
     Option(
         "soft_time_limit_s",
         parse_seconds,
         "SOFT_TIME_LIMIT",
         "DJWORKER_SOFT_TIME_LIMIT",
         "--soft-time-limit",
+        "soft time limit: raises SoftTimeLimitExceeded inside the task",
+        metavar="SECONDS",
+        profile_fields=("soft_time_limit",),
+        profile_section=LIMITS,
     ),
     Option(
         "max_deliveries",
@@ -195,10 +294,25 @@ OPTIONS: tuple[Option, ...] = (
         "MAX_DELIVERIES",
         "DJWORKER_MAX_DELIVERIES",
         "--max-deliveries",
+        "fail a message once N of its deliveries started without finishing (its process "
+        f"died); 0 means no cap (default: {DEFAULT_MAX_DELIVERIES}; a task's max_deliveries "
+        "wins)",
+        metavar="N",
+        profile_fields=("max_deliveries",),
+        profile_section=LIMITS,
     ),
-    Option("broker_url", parse_broker_url, "BROKER_URL", "DJWORKER_BROKER_URL", "--broker"),
+    Option(
+        "broker_url",
+        parse_broker_url,
+        "BROKER_URL",
+        "DJWORKER_BROKER_URL",
+        "--broker",
+        "broker URL, overriding settings.DJWORKER['BROKER_URL']",
+    ),
 )
 OPTIONS_BY_FIELD = {o.field: o for o in OPTIONS}
+#: ``WorkerProfile`` field -> the option it sets, in the order of ``OPTIONS``
+OPTION_OF_PROFILE_FIELD = {name: o for o in OPTIONS for name in o.profile_fields}
 #: keys read from settings.DJWORKER only: they bound what the other layers may ask for, so the web
 #: process (validating profiles and control commands) and the workers see the same values
 SETTINGS_ONLY_KEYS = {
@@ -293,7 +407,7 @@ def load_config(
     environ: Mapping[str, str] | None = None,
     djworker_settings: Mapping[str, Any] | None = None,
     admin: Mapping[str, Any] | None = None,
-    config_name: str = DEFAULT_PROFILE,
+    profile_name: str = DEFAULT_PROFILE,
 ) -> WorkerSettings:
     """Merge the layers into one ``WorkerSettings``.
 
@@ -314,13 +428,11 @@ def load_config(
             values[key] = value
             sources[key] = layer
     del sources["sources"]
-    resolved = WorkerSettings(config_name=config_name, sources=sources, **values)
+    resolved = WorkerSettings(profile_name=profile_name, sources=sources, **values)
     check_sizes(resolved)
     check_profile_pool(resolved)
     check_pool_settings(resolved)
-    from djworker import nodename
-
-    expanded = nodename.expand(resolved.hostname or nodename.DEFAULT_TEMPLATE)
+    expanded = name_templates.expand(resolved.hostname or name_templates.DEFAULT_TEMPLATE)
     if len(expanded) > HOSTNAME_MAX_CHARS:
         raise ConfigurationError(
             f"-n/--hostname {resolved.hostname!r} expands to {len(expanded)} characters; "
@@ -329,58 +441,59 @@ def load_config(
     return resolved.replace(hostname=expanded)
 
 
-def check_sizes(config: WorkerSettings) -> None:
+def check_sizes(settings: WorkerSettings) -> None:
     """Refuse a concurrency or an autoscale bound above ``MAX_CONCURRENCY``, naming its layer."""
-    sizes = [("concurrency", config.concurrency)]
-    if config.autoscale:
-        sizes.append(("autoscale", config.autoscale[1]))
+    sizes = [("concurrency", settings.concurrency)]
+    if settings.autoscale:
+        sizes.append(("autoscale", settings.autoscale[1]))
     for name, value in sizes:
         if value is not None:
             bounds.check_size(
                 OPTIONS_BY_FIELD[name].cli_flag,
                 value,
-                config.max_concurrency,
-                source=config.sources.get(name, DEFAULT),
+                settings.max_concurrency,
+                source=settings.sources.get(name, DEFAULT),
             )
 
 
-def check_profile_pool(config: WorkerSettings) -> None:
+def check_profile_pool(settings: WorkerSettings) -> None:
     """A profile names a built-in pool or an allow-listed class; the other layers name any.
 
     Whoever may edit a profile in the admin must not be able to make every worker import and
     run a class of their choosing; the command line, the environment and settings are the
     operator's own.
     """
-    if config.sources.get("pool") != ADMIN:
+    if settings.sources.get("pool") != ADMIN:
         return
-    if error := profile_pool_error(config.pool, allowed=config.custom_pools):
-        raise ConfigurationError(f"profile {config.config_name!r}: {error}")
+    if error := profile_pool_error(settings.pool, allowed=settings.custom_pools):
+        raise ConfigurationError(f"profile {settings.profile_name!r}: {error}")
 
 
-def check_pool_settings(config: WorkerSettings) -> None:
+def check_pool_settings(settings: WorkerSettings) -> None:
     """The one pool-settings check (``check_settings``), for the pool the layers name.
 
     A built-in pool's rules are checked here, before any worker starts; a custom pool's class
     is imported only by the worker, which checks it again with the class.
     """
     check_settings(
-        builtin_class_of(config.pool), config, spell=lambda field: spelled(config, field)
+        builtin_class_of(settings.pool), settings, spell=lambda field: spelled(settings, field)
     )
 
 
-def spelled(config: WorkerSettings, field: str) -> str:
+def spelled(settings: WorkerSettings, field: str) -> str:
     """The option ``field`` as the layer that set it spells it, for error messages (an option
     no layer set is named by its command-line flag)."""
-    option, layer = OPTIONS_BY_FIELD[field], config.sources.get(field, DEFAULT)
+    option, layer = OPTIONS_BY_FIELD[field], settings.sources.get(field, DEFAULT)
     return {
         ENV: option.env_var,
         SETTINGS: f"settings.DJWORKER[{option.settings_key!r}]",
-        ADMIN: f"{field_name(field)} of profile {config.config_name!r}",
+        ADMIN: f"{field_name(field)} of profile {settings.profile_name!r}",
     }.get(layer, option.cli_flag)
 
 
-def explain(config: WorkerSettings) -> list[tuple[str, Any, str]]:
+def explain(settings: WorkerSettings) -> list[tuple[str, Any, str]]:
     """(field, value, layer) for each configurable field, for banners and the admin."""
     return [
-        (o.field, getattr(config, o.field), config.sources.get(o.field, DEFAULT)) for o in OPTIONS
+        (o.field, getattr(settings, o.field), settings.sources.get(o.field, DEFAULT))
+        for o in OPTIONS
     ]

@@ -57,14 +57,14 @@ class Consumer(ConsumerConnection):
         self,
         *,
         broker: Broker,
-        config: WorkerSettings,
+        settings: WorkerSettings,
         pool: BasePool,
         clock: Callable[[], datetime] = timezone.now,
     ) -> None:
-        super().__init__(broker=broker, queues=config.queues, paused=config.paused)
+        super().__init__(broker=broker, queues=settings.queues, paused=settings.paused)
         #: the time ETAs and expiry are compared with (tests pass a clock they move by hand)
         self.clock = clock
-        self.config = config
+        self.settings = settings
         self.pool = pool
         self.outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
         # Requests from the control thread, run here because only this thread may touch kombu.
@@ -166,12 +166,12 @@ class Consumer(ConsumerConnection):
         least one message more than the slots, so a backlog shows as waiting work even with a
         multiplier of 1.
         """
-        multiplier = self.config.prefetch_multiplier
+        multiplier = self.settings.prefetch_multiplier
         if multiplier == 0:
             return 0
         size = self.pool.size
         target = size * multiplier
-        if self.config.autoscale and size < self.config.autoscale[1]:
+        if self.settings.autoscale and size < self.settings.autoscale[1]:
             target = max(target, size + 1)
         return target
 
@@ -380,13 +380,13 @@ class Consumer(ConsumerConnection):
             delivery.message.ack()
             delivery.acked = True
         self._unenforced.check(self.pool, envelope)
-        cap, cap_from = delivery_cap.cap_for(task, self.config)
+        cap, cap_from = delivery_cap.cap_for(task, self.settings)
         self.pool.apply_async(
             Job(
                 token,
                 envelope,
                 limits=self.limits_for(task, envelope),
-                hostname=self.config.hostname,
+                hostname=self.settings.hostname,
                 max_deliveries=cap,
                 max_deliveries_from=cap_from,
                 redelivered=bool(delivery.message.delivery_info.get("redelivered")),
@@ -395,9 +395,11 @@ class Consumer(ConsumerConnection):
 
     def limits_for(self, task: Task[Any, Any], envelope: Envelope) -> Limits:
         """The call's limits, else the task's, else the worker's."""
-        hard = envelope.get("time_limit") or task.time_limit or self.config.time_limit_s
+        hard = envelope.get("time_limit") or task.time_limit or self.settings.time_limit_s
         soft = (
-            envelope.get("soft_time_limit") or task.soft_time_limit or self.config.soft_time_limit_s
+            envelope.get("soft_time_limit")
+            or task.soft_time_limit
+            or self.settings.soft_time_limit_s
         )
         if not soft_limit_below_hard(soft_s=soft, hard_s=hard):
             soft = None  # the hard limit comes first; a later soft limit could never fire

@@ -32,7 +32,7 @@ from djworker import conf
 from djworker.autoscale import Autoscaler, Load
 from djworker.broker import redact_url
 from djworker.busy import retry_when_busy
-from djworker.concurrency import resolve_pool
+from djworker.concurrency.lookup import resolve_pool
 from djworker.concurrency.settings_check import check_settings
 from djworker.control_commands import control_action
 from djworker.exceptions import ConfigurationError
@@ -61,10 +61,10 @@ def profile_settings(name: str, *, create: bool = False) -> dict[str, Any]:
         profile, created = retry_when_busy(
             lambda: WorkerProfile.objects.get_or_create(name=name),
             alias=router.db_for_write(WorkerProfile),
-            what=f"config={name} create",
+            what=f"profile={name} create",
         )
         if created:
-            logger.info("config=%s created the worker profile with the defaults", name)
+            logger.info("profile=%s created the worker profile with the defaults", name)
         return profile.as_settings()
     found = WorkerProfile.objects.filter(name=name).first()
     if found is None:
@@ -78,16 +78,16 @@ def profile_settings(name: str, *, create: bool = False) -> dict[str, Any]:
     return found.as_settings()
 
 
-def settings_table(config: conf.WorkerSettings) -> list[list[Any]]:
+def settings_table(settings: conf.WorkerSettings) -> list[list[Any]]:
     """[field, value, layer] for every setting, JSON-able, for the ``Worker`` row and the admin."""
     rows: list[list[Any]] = []
-    for field, value, layer in conf.explain(config):
+    for field, value, layer in conf.explain(settings):
         if field == "broker_url":
             value = redact_url(str(value))
         elif isinstance(value, tuple):
             value = list(value)
         rows.append([field, value, layer])
-    rows.append(["paused", config.paused, config.sources.get("paused", conf.DEFAULT)])
+    rows.append(["paused", settings.paused, settings.sources.get("paused", conf.DEFAULT)])
     return rows
 
 
@@ -100,14 +100,14 @@ class ControlPlane:
         self.hooks: list[Callable[[], None]] = []
         self.applied_revision = 0
         self.seen_revision = 0
-        self.config_error = ""
+        self.profile_error = ""
         self._reconciling: Future[Any] | None = None
         self._commands: list[tuple[int, Future[Any]]] = []
         self.autoscaler = Autoscaler(read_load=self.load, resize=self._request_resize)
-        self.autoscaler.configure(worker.config.autoscale, worker.config.autoscale_keepalive_s)
+        self.autoscaler.configure(worker.settings.autoscale, worker.settings.autoscale_keepalive_s)
         self.heartbeat = Heartbeat(
-            hostname=worker.config.hostname,
-            interval_s=worker.config.heartbeat_interval_s,
+            hostname=worker.settings.hostname,
+            interval_s=worker.settings.heartbeat_interval_s,
             snapshot=self.snapshot,
         )
 
@@ -115,30 +115,30 @@ class ControlPlane:
 
     def start(self) -> None:
         """Register the worker row and list the hooks of the control tick (``hooks``)."""
-        profile = WorkerProfile.objects.filter(name=self.worker.config.config_name).first()
+        profile = WorkerProfile.objects.filter(name=self.worker.settings.profile_name).first()
         if profile is not None:
             self.applied_revision = self.seen_revision = profile.revision
         self.heartbeat.register(profile)
-        left = settle_previous_runs(self.worker.config.hostname, started_before=timezone.now())
+        left = settle_previous_runs(self.worker.settings.hostname, started_before=timezone.now())
         if left.failed or left.waiting:
             logger.warning(
                 "worker=%s settled the runs a previous process of this name left: failed=%d "
                 "waiting_for_redelivery=%d",
-                self.worker.config.hostname,
+                self.worker.settings.hostname,
                 left.failed,
                 left.waiting,
             )
         stuck = StuckResultsWatch(self.worker.broker, lambda: list(self.worker.consumer.queues))
-        config = self.worker.config
+        settings = self.worker.settings
         expiry = ExpirySweeper(
-            hostname=config.hostname,
-            expires_s=config.result_expires_s,
-            interval_s=config.result_cleanup_interval_s,
+            hostname=settings.hostname,
+            expires_s=settings.result_expires_s,
+            interval_s=settings.result_cleanup_interval_s,
         )
         broker = self.worker.broker
         lost = LostWorkerWatch(
-            hostname=config.hostname,
-            lost_after_s=config.worker_lost_after_s,
+            hostname=settings.hostname,
+            lost_after_s=settings.worker_lost_after_s,
             # RabbitMQ hands a dead connection's messages back at once; the others after this.
             visibility_timeout_s=0.0
             if broker.scheme.startswith(("amqp", "pyamqp"))
@@ -169,7 +169,7 @@ class ControlPlane:
         return Load(size=pool.size, busy=busy, waiting=max(0, consumer.in_flight - busy))
 
     def snapshot(self) -> dict[str, Any]:
-        worker, config = self.worker, self.worker.config
+        worker, settings = self.worker, self.worker.settings
         return {
             "pid": os.getpid(),
             "pool": worker.pool.describe(),
@@ -179,10 +179,10 @@ class ControlPlane:
             "failed": worker.consumer.failed,
             "queues": ",".join(worker.consumer.queues),
             "paused": worker.consumer.hold,
-            "pinned": config.pinned,
-            "settings": settings_table(config),
+            "pinned": settings.pinned,
+            "settings": settings_table(settings),
             "applied_revision": self.applied_revision,
-            "config_error": self.config_error,
+            "profile_error": self.profile_error,
             "scale_events": list(self.autoscaler.recent),
         }
 
@@ -193,16 +193,16 @@ class ControlPlane:
         if self._reconciling is not None and not self._reconciling.done():
             return
         self._reconciling = None
-        profile = WorkerProfile.objects.filter(name=self.worker.config.config_name).first()
+        profile = WorkerProfile.objects.filter(name=self.worker.settings.profile_name).first()
         if profile is None or profile.revision == self.seen_revision:
             return
         self.seen_revision = profile.revision
-        old = self.worker.config
+        old = self.worker.settings
         try:
             new = self.resolve(old, profile.as_settings())
         except ConfigurationError as exc:
-            self.config_error = f"revision {profile.revision} not applied: {exc}"
-            logger.error("config=%s %s", old.config_name, self.config_error)
+            self.profile_error = f"revision {profile.revision} not applied: {exc}"
+            logger.error("profile=%s %s", old.profile_name, self.profile_error)
             return
         revision = profile.revision
         self._reconciling = self.worker.call_soon(lambda: self.apply(new, revision))
@@ -211,12 +211,12 @@ class ControlPlane:
     def _settle_soon(self, future: Future[Any] | None) -> None:
         """Give the consumer thread one interval to act, so this tick's heartbeat shows it."""
         if future is not None:
-            wait([future], timeout=self.worker.config.control_interval_s)
+            wait([future], timeout=self.worker.settings.control_interval_s)
 
     def resolve(self, old: conf.WorkerSettings, admin: dict[str, Any]) -> conf.WorkerSettings:
         """The settings with this admin layer; refuses what cannot be applied while running."""
         cli = {f: getattr(old, f) for f, layer in old.sources.items() if layer == conf.CLI}
-        new = conf.load_config(cli=cli, admin=admin, config_name=old.config_name)
+        new = conf.load_config(cli=cli, admin=admin, profile_name=old.profile_name)
         new = new.replace(hostname=old.hostname)
         same_kind = new.pool == old.pool
         pool_class = type(self.worker.pool) if same_kind else resolve_pool(new.pool)
@@ -228,9 +228,9 @@ class ControlPlane:
         done = self.worker.apply_settings(new)
         self.autoscaler.configure(new.autoscale, new.autoscale_keepalive_s)
         self.applied_revision = revision
-        self.config_error = ""
+        self.profile_error = ""
         summary = ", ".join(done) or "no pool change"
-        logger.info("config=%s revision=%d applied: %s", new.config_name, revision, summary)
+        logger.info("profile=%s revision=%d applied: %s", new.profile_name, revision, summary)
         return summary
 
     def _request_resize(self, delta: int) -> Future[Any]:
@@ -274,7 +274,7 @@ class ControlPlane:
         """Run the command's entry of the command table; raising refuses the command."""
         logger.info(
             "worker=%s control command=%s n=%d",
-            self.worker.config.hostname,
+            self.worker.settings.hostname,
             command.action,
             command.argument,
         )

@@ -73,7 +73,7 @@ def shrink(worker: RunningWorker, command: ControlCommand) -> Future[str]:
 
 
 def _resize_command(worker: RunningWorker, command: ControlCommand, *, sign: int) -> Future[str]:
-    n, largest = command.argument, worker.config.max_concurrency
+    n, largest = command.argument, worker.settings.max_concurrency
     if not 1 <= n <= largest:
         raise CommandRefused(
             f"{command.action} needs N from 1 to {largest} ({bounds.SETTING}); got {n}"
@@ -88,7 +88,7 @@ def _resize_command(worker: RunningWorker, command: ControlCommand, *, sign: int
 
 def resize_by(worker: RunningWorker, delta: int) -> str:
     """Consumer thread: resize by ``delta`` within the autoscale and size bounds."""
-    scale = worker.config.autoscale
+    scale = worker.settings.autoscale
     before = worker.pool.size
     target = max(1, before + delta)
     note = ""
@@ -97,7 +97,7 @@ def resize_by(worker: RunningWorker, delta: int) -> str:
         if clamped != target:
             note = f" (autoscale keeps it within {scale[0]}..{scale[1]})"
         target = clamped
-    largest = worker.config.max_concurrency
+    largest = worker.settings.max_concurrency
     if target > largest:
         note = f" (the maximum pool size is {largest}, {bounds.SETTING})"
         target = largest

@@ -31,12 +31,12 @@ if TYPE_CHECKING:
 logger = get_logger(__name__)
 
 
-def cap_for(task: Task[Any, Any], config: WorkerSettings) -> tuple[int, str]:
+def cap_for(task: Task[Any, Any], settings: WorkerSettings) -> tuple[int, str]:
     """The cap for a message of ``task`` (0: none), and where it was set, for the reason."""
     if task.max_deliveries is not None:
         return task.max_deliveries, f"task {task.name!r} max_deliveries"
-    layer = config.sources.get("max_deliveries", "default")
-    return config.max_deliveries, f"worker max_deliveries, from {layer}"
+    layer = settings.sources.get("max_deliveries", "default")
+    return settings.max_deliveries, f"worker max_deliveries, from {layer}"
 
 
 def over(job: Job, deliveries: int) -> bool:

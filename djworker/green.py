@@ -6,7 +6,7 @@ real locks that block the whole process. ``manage.py`` and ``python -m djworker`
 ``patch_if_requested(sys.argv)`` first thing; it reads only argv and the environment.
 
 A project's own ``manage.py`` does not know about this. When ``runworker`` finds that it needs
-a green pool in a process nobody patched (the pool may even come from an admin profile), it
+a green pool in a process nobody patched (the pool may even come from a worker profile), it
 starts itself again through ``python -m djworker`` with ``DJWORKER_PATCH`` naming the pool
 (``reexec_patched``), so any ``manage.py`` works.
 """
@@ -16,11 +16,18 @@ from __future__ import annotations
 import os
 import sys
 
-GREEN = ("gevent", "eventlet")
+# The registry and the green libraries import neither Django nor gevent/eventlet (a test checks).
+from djworker.concurrency.green_library import GreenLibrary
+from djworker.concurrency.registry import GREEN_POOLS, POOLS
+
+#: the pools a green library patches the process for, by every alias
+GREEN = GREEN_POOLS
 #: set for a worker started again by ``reexec_patched``: the pool to patch for
 PATCH_ENV = "DJWORKER_PATCH"
 #: the green pool this process patched for, if any
 patched: str | None = None
+#: the library that patched it (how to run work in a real OS thread), if any
+patched_library: GreenLibrary | None = None
 #: modules that must not be imported before patching (checked, and warned about, when they are)
 PATCH_SENSITIVE = ("django.db", "psycopg", "kombu", "redis", "amqp")
 
@@ -55,27 +62,16 @@ def patch_if_requested(argv: list[str]) -> str | None:
     A missing gevent/eventlet package is not an error here: runworker resolves the pool
     later and names the extra to install.
     """
-    global patched
+    global patched, patched_library
     pool = requested_green_pool(argv)
     if pool is None or patched == pool:
         return patched
     early = sorted(m for m in PATCH_SENSITIVE if m in sys.modules)
-    if pool == "gevent":
-        try:
-            from gevent import monkey
-        except ImportError:
-            return None
-        monkey.patch_all()
-        # psycopg detects gevent's patching by itself and waits cooperatively.
-    else:
-        # psycopg only detects gevent: without this its C wait function would block the hub.
-        os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
-        try:
-            import eventlet
-        except ImportError:
-            return None
-        eventlet.monkey_patch()
-    patched = pool
+    library = POOLS[pool].green
+    assert library is not None  # requested_green_pool names green pools only
+    if not library.patch():
+        return None
+    patched, patched_library = pool, library
     if early:
         sys.stderr.write(
             f"djworker: warning: {', '.join(early)} imported before {pool} patched the standard "

@@ -52,10 +52,10 @@ class Heartbeat:
         self._written: dict[str, Any] | None = None
         self._written_at = 0.0
 
-    def register(self, config: WorkerProfile | None) -> Worker:
+    def register(self, profile: WorkerProfile | None) -> Worker:
         """Create or take over this hostname's row; commands left for a previous process fail."""
         row = retry_when_busy(
-            lambda: self._register(config),
+            lambda: self._register(profile),
             alias=router.db_for_write(Worker),
             what=f"worker={self.hostname} register",
         )
@@ -64,14 +64,14 @@ class Heartbeat:
         self._written_at = self.clock()
         return row
 
-    def _register(self, config: WorkerProfile | None) -> Worker:
+    def _register(self, profile: WorkerProfile | None) -> Worker:
         now = timezone.now()
-        self._profile = config
+        self._profile = profile
         row, _ = Worker.objects.update_or_create(
             hostname=self.hostname,
             defaults={
                 **self.snapshot(),
-                "config": config,
+                "profile": profile,
                 "rss_kib": resident_memory_kib(),
                 "started_at": now,
                 "last_heartbeat": now,

@@ -1,6 +1,6 @@
 """Option values: each parser turns one raw value into its typed value, or names what is wrong.
 
-Every layer (command line, ``settings.DJWORKER``, ``DJWORKER_*`` variables, an admin profile)
+Every layer (command line, ``settings.DJWORKER``, ``DJWORKER_*`` variables, a worker profile)
 goes through these, from the option table in ``conf.py``, so a value is refused the same way
 wherever it was set: one line naming the option, the value and what is allowed.
 """
@@ -228,7 +228,8 @@ def parse_hostname(value: Any, *, name: str) -> str:
 
 
 def parse_pool(value: Any, *, name: str) -> str:
-    from djworker.concurrency import POOLS, pool_choices
+    from djworker.concurrency.lookup import pool_choices
+    from djworker.concurrency.registry import POOLS
 
     pool = parse_text(value, name=name)
     if pool in POOLS or pool == "custom" or ":" in pool or "." in pool:

@@ -15,7 +15,8 @@ from typing import Any
 
 from django.utils import timezone
 
-from djworker.concurrency import POOLS, resolve_pool
+from djworker.concurrency.lookup import resolve_pool
+from djworker.concurrency.registry import POOLS
 from djworker.models import TaskResult, TaskStatus, Worker, WorkerState
 
 #: rows of each table sent at most; the totals say how many there are
@@ -40,7 +41,7 @@ def pool_can_terminate(pool: str) -> bool:
     ``supports_terminate``: solo and threads); for green and custom pools, whose modules are
     not imported here, the worker judges, and a refusal is the command's outcome.
     """
-    if pool in POOLS and POOLS[pool][1] in QUIET_PACKAGES:
+    if pool in POOLS and POOLS[pool].package in QUIET_PACKAGES:
         try:
             return resolve_pool(pool).supports_terminate
         except Exception:  # a broken install: offer nothing
@@ -56,11 +57,11 @@ def _autoscale(worker: Worker) -> str:
 
 
 def _profile_applied(worker: Worker) -> str:
-    if worker.config is None:
+    if worker.profile is None:
         return "-"
-    if worker.applied_revision == worker.config.revision:
+    if worker.applied_revision == worker.profile.revision:
         return "yes"
-    return "no" + (f": {worker.config_error}" if worker.config_error else "")
+    return "no" + (f": {worker.profile_error}" if worker.profile_error else "")
 
 
 def worker_row(worker: Worker, *, now: datetime) -> dict[str, Any]:
@@ -80,7 +81,7 @@ def worker_row(worker: Worker, *, now: datetime) -> dict[str, Any]:
         "rss_mib": round(worker.rss_kib / 1024, 1),
         "processed": worker.processed,
         "failed": worker.failed,
-        "profile": worker.config.name if worker.config else "",
+        "profile": worker.profile.name if worker.profile else "",
         "profile_applied": _profile_applied(worker),
     }
 
@@ -89,7 +90,7 @@ def worker_rows(*, now: datetime) -> tuple[list[dict[str, Any]], int]:
     """Every worker (stale and lost first, stopped last) as the dashboard lists it, and their
     count."""
     workers = list(
-        Worker.objects.select_related("config")
+        Worker.objects.select_related("profile")
         .defer("scale_events", "pinned")
         .order_by("hostname")[:MAX_WORKERS]
     )

@@ -5,7 +5,7 @@ and turns profile revisions and control commands into calls on this interface; i
 imports ``worker.py``, which implements it (``worker.Worker``). Tests can hand it any object
 with these members.
 
-Reading ``config``, ``pool`` and ``consumer`` is safe from any thread. The pool operations
+Reading ``settings``, ``pool`` and ``consumer`` is safe from any thread. The pool operations
 (``resize``, ``replace_pool``, ``restart_process``, ``apply_settings``) touch the pool and the
 broker connection: they run on the consumer's thread only, so the control thread hands them
 over with ``call_soon`` and collects the outcome from the future.
@@ -29,7 +29,7 @@ class RunningWorker(Protocol):
     """A worker process as its control plane sees it."""
 
     @property
-    def config(self) -> WorkerSettings:
+    def settings(self) -> WorkerSettings:
         """The settings in force (replaced as a whole by ``apply_settings``)."""
 
     @property

@@ -22,8 +22,8 @@ from django.db import close_old_connections, connections
 
 from djworker import __version__, broker_durability, green, nodename, signals, worker_connections
 from djworker.broker import Broker, redact_url, set_broker
-from djworker.concurrency import resolve_pool
 from djworker.concurrency.base import BasePool
+from djworker.concurrency.lookup import resolve_pool
 from djworker.concurrency.settings_check import check_settings
 from djworker.conf import DEFAULT, WorkerSettings, explain, spelled
 from djworker.consumer import Consumer
@@ -140,36 +140,43 @@ class ControlLoop:
 class Worker:
     """One worker process: a consumer feeding a pool, plus the control tick."""
 
-    def __init__(self, config: WorkerSettings, *, stdout: Output | None = None) -> None:
+    def __init__(self, settings: WorkerSettings, *, stdout: Output | None = None) -> None:
         # A name a live worker here already uses is refused (or, the default, made unique).
-        explicit = config.sources.get("hostname", DEFAULT) != DEFAULT
-        config = config.replace(hostname=nodename.claim(config.hostname, explicit=explicit))
-        self.config = config
+        explicit = settings.sources.get("hostname", DEFAULT) != DEFAULT
+        settings = settings.replace(hostname=nodename.claim(settings.hostname, explicit=explicit))
+        #: the settings resolved from every layer; replaced as a whole by ``apply_settings``
+        self.settings = settings
         self.stdout = stdout or sys.stdout
         self.broker = Broker(
-            url=config.broker_url, transport_options=config.broker_transport_options
+            url=settings.broker_url, transport_options=settings.broker_transport_options
         )
-        self.pool_class = resolve_pool(config.pool)
-        check_settings(self.pool_class, config, spell=lambda field: spelled(config, field))
+        self.pool_class = resolve_pool(settings.pool)
+        check_settings(self.pool_class, settings, spell=lambda field: spelled(settings, field))
         self.pool: BasePool = self._make_pool(
-            config.initial_pool_size(fixed_size=self.pool_class.fixed_size)
+            settings.initial_pool_size(fixed_size=self.pool_class.fixed_size)
         )
-        self.consumer = Consumer(broker=self.broker, config=config, pool=self.pool)
-        self.control = ControlLoop(interval_s=config.control_interval_s)
+        self.consumer = Consumer(broker=self.broker, settings=settings, pool=self.pool)
+        self.control = ControlLoop(interval_s=settings.control_interval_s)
         self.plane: ControlPlane | None = None
         self.stop_requested = False
         #: what the broker's own settings can lose (read once connected; shown in the banner)
         self.broker_warnings: list[str] = []
         self.cold_requested = False
 
+    @property
+    def config(self) -> WorkerSettings:
+        """The former name of ``settings``, kept for code that reads it (``worker_ready``
+        receivers get the worker as sender)."""
+        return self.settings
+
     def _make_pool(self, size: int) -> BasePool:
         return self.pool_class(
             size=size,
             on_outcome=lambda outcome: self.consumer.outcomes.put(outcome),
             executor=TaskExecutor(),
-            max_tasks_per_child=self.config.max_tasks_per_child,
-            max_memory_per_child_kib=self.config.max_memory_per_child_kib,
-            max_size=self.config.max_concurrency,
+            max_tasks_per_child=self.settings.max_tasks_per_child,
+            max_memory_per_child_kib=self.settings.max_memory_per_child_kib,
+            max_size=self.settings.max_concurrency,
         )
 
     # -- signals -----------------------------------------------------------------------------
@@ -219,7 +226,7 @@ class Worker:
             self.control.start()
             self.print_banner()
             signals.send_robust(signals.worker_ready, self)
-            logger.info("worker=%s ready", self.config.hostname)
+            logger.info("worker=%s ready", self.settings.hostname)
             while not self.stop_requested:
                 try:
                     self.consumer.loop_once()
@@ -229,14 +236,14 @@ class Worker:
                     self.consumer.connection_lost()
                     logger.warning(
                         "worker=%s lost the broker connection (%s); reconnecting in %.0fs",
-                        self.config.hostname,
+                        self.settings.hostname,
                         exc,
                         RECONNECT_PAUSE_S,
                     )
                     time.sleep(RECONNECT_PAUSE_S)
                     if not self.consumer.reconnect(should_stop=lambda: self.stop_requested):
                         break
-                    logger.info("worker=%s reconnected to the broker", self.config.hostname)
+                    logger.info("worker=%s reconnected to the broker", self.settings.hostname)
             return self._shutdown()
         except ColdShutdown:
             return self._cold_exit()
@@ -246,7 +253,7 @@ class Worker:
             return self._cold_exit()
         logger.info(
             "worker=%s warm shutdown: finishing %d running task(s); signal again to stop now",
-            self.config.hostname,
+            self.settings.hostname,
             self.pool.busy,
         )
         if not self.drain():
@@ -259,12 +266,12 @@ class Worker:
         worker_connections.close_task_connections()  # the solo pool's runs used them
         connections.close_all()
         logger.info(
-            "worker=%s stopped: processed=%d", self.config.hostname, self.consumer.processed
+            "worker=%s stopped: processed=%d", self.settings.hostname, self.consumer.processed
         )
         return 0
 
     def start_control_plane(self) -> None:
-        """Register in the ``Worker`` table and follow the admin profile (needs the database)."""
+        """Register in the ``Worker`` table and follow the worker profile (needs the database)."""
         self.plane = ControlPlane(self)
         self.plane.start()
         self.control.hooks.extend(self.plane.hooks)
@@ -275,7 +282,7 @@ class Worker:
         logger.warning(
             "worker=%s cold shutdown: %d running task(s) abandoned; the broker will deliver "
             "them again",
-            self.config.hostname,
+            self.settings.hostname,
             self.pool.busy,
         )
         try:
@@ -336,8 +343,8 @@ class Worker:
         the worker process again (``restart_process``).
         """
         self._drain_for_restart()
-        self.pool_class = resolve_pool(self.config.pool)
-        size = self._target_size(self.config, self.pool_class)
+        self.pool_class = resolve_pool(self.settings.pool)
+        size = self._target_size(self.settings, self.pool_class)
         self.pool = self.consumer.pool = self._make_pool(size)
         self.pool.start()
         worker_connections.keep_open(listen=not self.pool.blocks_consumer)
@@ -347,7 +354,7 @@ class Worker:
             self.consumer.resume()
         logger.info(
             "worker=%s pool restarted: %s, %d slot(s)",
-            self.config.hostname,
+            self.settings.hostname,
             self.pool.describe(),
             self.pool.size,
         )
@@ -361,10 +368,10 @@ class Worker:
         no database connection, which is only so before the worker's other threads start. So
         the pool is drained, then the process replaces itself with ``python -m djworker
         runworker`` and the same arguments. It keeps its pid and hostname, and follows the
-        profile (which names the pool in ``config.pool``) from its first tick.
+        profile (which names the pool in ``settings.pool``) from its first tick.
         """
-        pool = self.config.pool
-        logger.info("worker=%s starting again for the %s pool", self.config.hostname, pool)
+        pool = self.settings.pool
+        logger.info("worker=%s starting again for the %s pool", self.settings.hostname, pool)
         self._drain_for_restart()
         self.control.stop()
         self.consumer.close()
@@ -379,8 +386,8 @@ class Worker:
         or autoscale bounds resize it in place; queues, pause, prefetch and recycling limits
         follow at once; the rest applies to the next tasks.
         """
-        old = self.config
-        self.config = self.consumer.config = new
+        old = self.settings
+        self.settings = self.consumer.settings = new
         done: list[str] = []
         # Classes, not names, decide: an alias (processes for prefork) is the same pool.
         new_class = resolve_pool(new.pool)
@@ -405,31 +412,31 @@ class Worker:
         self.consumer.update_prefetch()
         return done
 
-    def _target_size(self, config: WorkerSettings, pool_class: type[BasePool]) -> int:
-        """The size ``config`` asks of a ``pool_class`` pool; autoscale keeps the size it can."""
-        if config.autoscale:
-            low, high = config.autoscale
+    def _target_size(self, settings: WorkerSettings, pool_class: type[BasePool]) -> int:
+        """The size ``settings`` ask of a ``pool_class`` pool; autoscale keeps the size it can."""
+        if settings.autoscale:
+            low, high = settings.autoscale
             return min(max(self.pool.size, low), high)
-        return config.initial_pool_size(fixed_size=pool_class.fixed_size)
+        return settings.initial_pool_size(fixed_size=pool_class.fixed_size)
 
     # -- reporting ---------------------------------------------------------------------------
 
     def banner_lines(self) -> list[str]:
-        config = self.config
+        settings = self.settings
         size = self.pool.size
         concurrency = (
-            f"{size} now, autoscale {config.autoscale[0]}..{config.autoscale[1]} "
+            f"{size} now, autoscale {settings.autoscale[0]}..{settings.autoscale[1]} "
             "(the bounds win over --concurrency, which only sets the starting size)"
-            if config.autoscale
+            if settings.autoscale
             else str(size)
         )
         lines = [
-            f"djworker {__version__} worker {config.hostname} (pid {os.getpid()})",
-            f"  broker:      {redact_url(config.broker_url)}",
+            f"djworker {__version__} worker {settings.hostname} (pid {os.getpid()})",
+            f"  broker:      {redact_url(settings.broker_url)}",
             f"  pool:        {self.pool.describe()}",
             f"  concurrency: {concurrency}",
-            f"  queues:      {', '.join(config.queues)}",
-            f"  prefetch:    {config.prefetch_multiplier} per slot",
+            f"  queues:      {', '.join(settings.queues)}",
+            f"  prefetch:    {settings.prefetch_multiplier} per slot",
             f"  limits:      {describe_limits(self.pool)}",
             *(f"  warning:     {warning}" for warning in unenforced_task_limits(self.pool)),
             *(f"  warning:     {warning}" for warning in self.broker_warnings),
@@ -439,7 +446,7 @@ class Worker:
             lines.insert(3, f"  db budget:   {pool_info['db_budget']}")
         else:
             lines.insert(3, f"  database:    {describe_connection_reuse()}")
-        for field, value, layer in explain(config):
+        for field, value, layer in explain(settings):
             if field == "broker_url":
                 value = redact_url(str(value))
             lines.append(f"    {field:<26} {value!s:<24} <- {layer}")
@@ -453,7 +460,7 @@ class Worker:
 
     def info(self) -> dict[str, Any]:
         return {
-            "hostname": self.config.hostname,
+            "hostname": self.settings.hostname,
             "pid": os.getpid(),
             "processed": self.consumer.processed,
             "failed": self.consumer.failed,

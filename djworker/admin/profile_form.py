@@ -17,39 +17,12 @@ from django import forms
 from django.utils.html import format_html
 
 from djworker import conf, option_values
-from djworker.concurrency import POOLS, PROFILE_POOLS
-from djworker.concurrency.registry import canonical
+from djworker.concurrency.registry import POOLS, PROFILE_POOLS, canonical
 from djworker.exceptions import ConfigurationError
 from djworker.models import Worker, WorkerProfile, WorkerState
 
 CUSTOM = "custom"
-#: each pool and the work it suits, as docs/pools.md explains with measurements
-POOL_GUIDE = {
-    "prefork": "prefork: CPU-bound work (parsing, images, number crunching); one process per "
-    "core, and a crash takes down one child, not the worker",
-    "gevent": "gevent: many waits on the network (HTTP calls, e-mail, webhooks); hundreds of "
-    "slots cost a few KiB each",
-    "threads": "threads: a few blocking calls (the database, some network); 4 to 16 slots",
-    "solo": "solo: one task at a time in the main thread; debugging, one-task containers",
-    "eventlet": "eventlet: as gevent, for projects already built on eventlet (deprecated "
-    "upstream; new projects use gevent)",
-}
 POOLS_DOC = "docs/pools.md"
-#: profile field -> the ``WorkerSettings`` field it sets
-SETTING_OF = {
-    "pool": "pool",
-    "concurrency": "concurrency",
-    "autoscale_min": "autoscale",
-    "autoscale_max": "autoscale",
-    "autoscale_keepalive": "autoscale_keepalive_s",
-    "queues": "queues",
-    "prefetch_multiplier": "prefetch_multiplier",
-    "max_tasks_per_child": "max_tasks_per_child",
-    "max_memory_per_child": "max_memory_per_child_kib",
-    "time_limit": "time_limit_s",
-    "soft_time_limit": "soft_time_limit_s",
-    "max_deliveries": "max_deliveries",
-}
 LAYER_NAMES = {conf.DEFAULT: "the code default", conf.SETTINGS: "settings.DJWORKER"}
 
 
@@ -57,11 +30,12 @@ def inherited() -> dict[str, str]:
     """Profile field -> "VALUE from LAYER": what a blank field gives a worker with no
     environment or command-line value for it."""
     try:
-        base = conf.load_config(environ={}, config_name="(inherited)")
+        base = conf.load_config(environ={}, profile_name="(inherited)")
     except ConfigurationError:
         return {}
     shown: dict[str, str] = {}
-    for field, setting in SETTING_OF.items():
+    for field, option in conf.OPTION_OF_PROFILE_FIELD.items():
+        setting = option.field
         value = getattr(base, setting)
         if setting == "autoscale":
             value = value[0 if field == "autoscale_min" else 1] if value else None
@@ -72,17 +46,19 @@ def inherited() -> dict[str, str]:
         layer = base.sources.get(setting, conf.DEFAULT)
         source = LAYER_NAMES.get(layer, layer)
         if layer == conf.SETTINGS:
-            source = f"settings.DJWORKER[{conf.OPTIONS_BY_FIELD[setting].settings_key!r}]"
+            source = f"settings.DJWORKER[{option.settings_key!r}]"
         shown[field] = f"{value} from {source}"
     return shown
 
 
 def pool_choices(current: str) -> list[tuple[str, str]]:
-    """Every registered pool under its own name, the guide's first (in its order); an alias
-    only when the profile holds it, so a save keeps it."""
-    own_names = [name for name in POOL_GUIDE if name in POOLS]
-    own_names += [name for name in POOLS if name not in own_names and canonical(name) == name]
-    choices = [(name, POOL_GUIDE.get(name, name)) for name in own_names]
+    """Every registered pool under its own name, saying the work it suits (its registry
+    entry's guide, in the entries' ``guide_rank`` order); an alias only when the profile holds
+    it, so a save keeps it."""
+    own_names = sorted(
+        (name for name in POOLS if canonical(name) == name), key=lambda n: POOLS[n].guide_rank
+    )
+    choices = [(name, POOLS[name].guide or name) for name in own_names]
     if current in POOLS and canonical(current) != current:
         choices.append((current, f"{current}: the same as {canonical(current)}"))
     choices.append((CUSTOM, "a custom pool class listed in settings.DJWORKER['CUSTOM_POOLS']"))
@@ -180,7 +156,7 @@ def worker_outcomes(profile: WorkerProfile) -> list[dict[str, Any]]:
     except ConfigurationError:  # a row written without validation; the workers say why
         values = {}
     rows = []
-    workers = Worker.objects.filter(config=profile).exclude(
+    workers = Worker.objects.filter(profile=profile).exclude(
         state__in=(WorkerState.STOPPED, WorkerState.LOST)
     )
     for worker in workers.order_by("hostname"):
@@ -201,8 +177,8 @@ def worker_outcomes(profile: WorkerProfile) -> list[dict[str, Any]]:
         up_to_date = worker.applied_revision == profile.revision
         if up_to_date:
             status = f"applied revision {profile.revision}"
-        elif worker.config_error:
-            status = f"did not apply revision {profile.revision}: {worker.config_error}"
+        elif worker.profile_error:
+            status = f"did not apply revision {profile.revision}: {worker.profile_error}"
         else:
             status = f"applying revision {profile.revision} (has {worker.applied_revision})"
         rows.append(

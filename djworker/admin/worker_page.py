@@ -25,8 +25,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
 from djworker import overview, permissions
-from djworker.concurrency import POOLS
-from djworker.concurrency.registry import aliases_with
+from djworker.concurrency.registry import POOLS, aliases_with
 from djworker.control_commands import ADMIN_ACTIONS
 from djworker.models import ControlCommand, Worker
 
@@ -78,7 +77,7 @@ class WorkerPageMixin:
         if not self.has_view_permission(request):
             raise PermissionDenied
         try:
-            return Worker.objects.select_related("config").get(pk=pk)
+            return Worker.objects.select_related("profile").get(pk=pk)
         except (Worker.DoesNotExist, ValueError, TypeError):
             raise Http404(f"no worker with id {pk!r}") from None
 

@@ -12,29 +12,61 @@ carry out, and are written to the admin history.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponsePermanentRedirect,
+    JsonResponse,
+)
 from django.template.loader import render_to_string
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
-from djworker import bounds, permissions
+from djworker import bounds, conf, permissions
 from djworker.admin import profile_form
 from djworker.admin.display import timestamp
 from djworker.admin.worker_page import WorkerPageMixin
-from djworker.concurrency import PROFILE_POOLS
+from djworker.concurrency.registry import PROFILE_POOLS
 from djworker.control_commands import ADMIN_ACTIONS, ControlAction
 from djworker.exceptions import ConfigurationError
 from djworker.models import CommandAction, ControlCommand, Worker, WorkerProfile, WorkerState
 from djworker.models.workers import WorkerQuerySet
 
+if TYPE_CHECKING:
+    from django.contrib.admin.options import _FieldOpts, _FieldsetSpec
+    from django.utils.functional import _StrOrPromise
+
 STATE_COLOURS = {"online": "#2e7d32", "stale": "#b26a00", "stopped": "#757575"}
+
+
+def profile_fieldsets() -> _FieldsetSpec:
+    """The profile form's sections: each field in the section its ``conf.OPTIONS`` entry names
+    (``profile_section``), in the model's order, the custom pool class after the pool; the
+    first section starts with the name and ends with ``paused``, which acts as a control."""
+    sections: dict[str, list[str]] = {"": ["name"]}
+    for model_field in WorkerProfile._meta.fields:
+        option = conf.OPTION_OF_PROFILE_FIELD.get(model_field.name)
+        if option is not None:
+            fields = sections.setdefault(option.profile_section, [])
+            fields.append(model_field.name)
+            if model_field.name == "pool":
+                fields.append("custom_pool")
+    sections[""].append("paused")
+    fieldsets: list[tuple[_StrOrPromise | None, _FieldOpts]] = [
+        (title or None, {"fields": tuple(fields)}) for title, fields in sections.items()
+    ]
+    fieldsets.append(
+        ("Workers following this profile", {"fields": ("revision", "updated_at", "followers")})
+    )
+    return fieldsets
 
 
 @admin.register(WorkerProfile)
@@ -114,24 +146,7 @@ class WorkerProfileAdmin(admin.ModelAdmin):
 
         return ProfileForm
 
-    fieldsets = (
-        (None, {"fields": ("name", "pool", "custom_pool", "concurrency", "paused")}),
-        ("Autoscale", {"fields": ("autoscale_min", "autoscale_max", "autoscale_keepalive")}),
-        ("Consuming", {"fields": ("queues", "prefetch_multiplier")}),
-        (
-            "Limits",
-            {
-                "fields": (
-                    "time_limit",
-                    "soft_time_limit",
-                    "max_tasks_per_child",
-                    "max_memory_per_child",
-                    "max_deliveries",
-                )
-            },
-        ),
-        ("Workers following this profile", {"fields": ("revision", "updated_at", "followers")}),
-    )
+    fieldsets = profile_fieldsets()
 
     @admin.display(description="pool")
     def pool_display(self, obj: WorkerProfile) -> str:
@@ -168,7 +183,7 @@ def _applied(worker: Worker, profile: WorkerProfile | None) -> str:
         return "-"
     if worker.applied_revision == profile.revision:
         return f"yes (rev {profile.revision})"
-    note = f": {worker.config_error}" if worker.config_error else ""
+    note = f": {worker.profile_error}" if worker.profile_error else ""
     return f"no: rev {worker.applied_revision} of {profile.revision}{note}"
 
 
@@ -219,7 +234,7 @@ class WorkerAdmin(WorkerPageMixin, admin.ModelAdmin):
     list_display = (
         "hostname",
         "state_display",
-        "config",
+        "profile",
         "pool",
         "pool_size",
         "busy",
@@ -228,12 +243,24 @@ class WorkerAdmin(WorkerPageMixin, admin.ModelAdmin):
         "profile_applied",
         "heartbeat",
     )
-    list_filter = (CurrentStateFilter, "pool", "config")
+    list_filter = (CurrentStateFilter, "pool", "profile")
     search_fields = ("hostname",)
     action_form = WorkerActionForm
     # One action per entry of the command table the admin offers, named for its action
     # (the value posted as ``action``).
     actions = tuple(admin_action(entry) for entry in ADMIN_ACTIONS)
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        # A link made before the worker's ``config`` field became ``profile`` filters on
+        # ``config__...``: it gets the same list under the field's new name.
+        former = [key for key in request.GET if key.split("__")[0] == "config"]
+        if former:
+            query = request.GET.copy()
+            for key in former:
+                query.setlist("profile" + key.removeprefix("config"), query.pop(key))
+            return HttpResponsePermanentRedirect(f"{request.path}?{query.urlencode()}")
+        return super().changelist_view(request, extra_context)
+
     fieldsets = (
         (
             None,
@@ -242,9 +269,9 @@ class WorkerAdmin(WorkerPageMixin, admin.ModelAdmin):
                     "hostname",
                     "pid",
                     "state_display",
-                    "config",
+                    "profile",
                     "profile_applied",
-                    "config_error",
+                    "profile_error",
                 )
             },
         ),
@@ -306,7 +333,7 @@ class WorkerAdmin(WorkerPageMixin, admin.ModelAdmin):
 
     @admin.display(description="profile applied")
     def profile_applied(self, obj: Worker) -> str:
-        return _applied(obj, obj.config)
+        return _applied(obj, obj.profile)
 
     @admin.display(description="settings")
     def settings_table(self, obj: Worker) -> str:

@@ -29,7 +29,7 @@ class Inspect(Subcommand):
 
     def run(self, options: dict[str, Any], out: OutputWrapper) -> None:
         name = options["hostname"]
-        worker = Worker.objects.select_related("config").filter(hostname=name).first()
+        worker = Worker.objects.select_related("profile").filter(hostname=name).first()
         if worker is None:
             names = list(Worker.objects.values_list("hostname", flat=True)[:1000])
             close = difflib.get_close_matches(name, names, n=3)
@@ -50,7 +50,7 @@ class Inspect(Subcommand):
             "hostname": worker.hostname,
             "state": worker.current_state,
             "pid": worker.pid,
-            "profile": worker.config.name if worker.config is not None else "",
+            "profile": worker.profile.name if worker.profile is not None else "",
             "pool": worker.pool,
             "size": worker.pool_size,
             "busy": worker.busy,

@@ -26,7 +26,7 @@ def queues_of(worker: Worker) -> list[str]:
 
 
 def profile_of(worker: Worker) -> str:
-    return worker.config.name if worker.config is not None else ""
+    return worker.profile.name if worker.profile is not None else ""
 
 
 def queue_names(workers: list[Worker], asked: list[str], broker_known: list[str]) -> list[str]:
@@ -95,7 +95,7 @@ class Status(Subcommand):
 
     def run(self, options: dict[str, Any], out: OutputWrapper) -> None:
         now = timezone.now()
-        workers = list(Worker.objects.exclude(state=WorkerState.STOPPED).select_related("config"))
+        workers = list(Worker.objects.exclude(state=WorkerState.STOPPED).select_related("profile"))
         live = [w for w in workers if w.current_state == WorkerState.ONLINE]
         missing = [
             *(f"queue {q!r}" for q in options["queue"] if not any(q in queues_of(w) for w in live)),

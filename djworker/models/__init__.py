@@ -1,5 +1,6 @@
 """djworker's tables: task results, the ``django://`` broker's messages, and the control plane."""
 
+from djworker.models import former_names  # noqa: F401  (the old admin URLs' proxy model)
 from djworker.models.broker import BrokerQueue, QueueMessage
 from djworker.models.maintenance import MaintenanceLease
 from djworker.models.results import TaskResult, TaskStatus

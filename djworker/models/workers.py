@@ -17,8 +17,8 @@ from django.db import models
 from django.db.models import F
 from django.utils import timezone
 
-from djworker import bounds
-from djworker.concurrency import custom_pools, profile_pool_error
+from djworker import bounds, conf
+from djworker.concurrency.lookup import custom_pools, profile_pool_error
 from djworker.concurrency.registry import builtin_class_of
 from djworker.concurrency.settings_check import field_name, settings_problems
 from djworker.exceptions import ConfigurationError
@@ -26,12 +26,11 @@ from djworker.option_values import parse_queues
 
 #: fields that are a number of pool slots, each at most ``MAX_CONCURRENCY``
 SIZE_FIELDS = ("concurrency", "autoscale_min", "autoscale_max")
-#: the profile field each ``WorkerSettings`` field of a refused setting is shown on
+#: the profile field each ``WorkerSettings`` field of a refused setting is shown on: its own,
+#: but a refused autoscale is the pool's (two bounds, and the pool is what cannot resize)
 PROFILE_FIELD_OF = {
+    **{o.field: name for name, o in conf.OPTION_OF_PROFILE_FIELD.items()},
     "autoscale": "pool",
-    "time_limit_s": "time_limit",
-    "soft_time_limit_s": "soft_time_limit",
-    "max_memory_per_child_kib": "max_memory_per_child",
 }
 #: a worker whose last heartbeat is older than this many intervals is shown as stale
 STALE_AFTER_INTERVALS = 3
@@ -42,6 +41,10 @@ class WorkerProfile(models.Model):
 
     A blank field means "not set here": the value comes from ``settings.DJWORKER`` or the code
     default. Environment variables and command-line options still win over the profile.
+
+    Each field but ``name`` and ``paused`` is named by an entry of ``conf.OPTIONS``
+    (``profile_fields``), which says the setting it sets and the admin section it is shown in;
+    within a section the fields keep the order they are declared in here.
     """
 
     name = models.SlugField(max_length=100, unique=True, default="default")
@@ -70,10 +73,10 @@ class WorkerProfile(models.Model):
     prefetch_multiplier = models.IntegerField(
         null=True, blank=True, help_text="Messages reserved per slot; 0 means no limit."
     )
-    max_tasks_per_child = models.IntegerField(null=True, blank=True, help_text="prefork only")
-    max_memory_per_child = models.IntegerField(null=True, blank=True, help_text="KiB; prefork only")
     time_limit = models.FloatField(null=True, blank=True, help_text="Hard limit, seconds.")
     soft_time_limit = models.FloatField(null=True, blank=True, help_text="Soft limit, seconds.")
+    max_tasks_per_child = models.IntegerField(null=True, blank=True, help_text="prefork only")
+    max_memory_per_child = models.IntegerField(null=True, blank=True, help_text="KiB; prefork only")
     max_deliveries = models.IntegerField(
         null=True,
         blank=True,
@@ -173,7 +176,11 @@ class WorkerProfile(models.Model):
         }
 
     def as_settings(self) -> dict[str, Any]:
-        """The profile's values keyed by ``WorkerSettings`` field (``None`` = not set here)."""
+        """The profile's values keyed by ``WorkerSettings`` field (``None`` = not set here).
+
+        A field of ``conf.OPTIONS``' ``profile_fields`` gives its value as stored; the pool, the
+        two autoscale bounds and the queue list are read here.
+        """
         autoscale = None
         if self.autoscale_min is not None and self.autoscale_max is not None:
             autoscale = (
@@ -182,20 +189,12 @@ class WorkerProfile(models.Model):
             )
         # Validated again here: a row written without ``clean()`` must not reach the broker.
         queues = parse_queues(self.queues, name="queues") if self.queues.strip() else None
-        return {
-            "pool": self.pool.strip() or None,
-            "concurrency": self.concurrency,
-            "autoscale": autoscale,
-            "autoscale_keepalive_s": self.autoscale_keepalive,
-            "queues": queues,
-            "prefetch_multiplier": self.prefetch_multiplier,
-            "max_tasks_per_child": self.max_tasks_per_child,
-            "max_memory_per_child_kib": self.max_memory_per_child,
-            "time_limit_s": self.time_limit,
-            "soft_time_limit_s": self.soft_time_limit,
-            "max_deliveries": self.max_deliveries,
-            "paused": self.paused or None,
+        read_here = {"pool": self.pool.strip() or None, "autoscale": autoscale, "queues": queues}
+        values = {
+            o.field: read_here[o.field] if o.field in read_here else getattr(self, name)
+            for name, o in conf.OPTION_OF_PROFILE_FIELD.items()
         }
+        return {**values, "paused": self.paused or None}
 
 
 class WorkerState(models.TextChoices):
@@ -218,7 +217,7 @@ class WorkerQuerySet(models.QuerySet["Worker"]):
         online = self.filter(state=WorkerState.ONLINE)
         stale = [
             w.pk
-            # select_related(None): the admin's queryset follows ``config``, and Django 6.1
+            # select_related(None): the admin's queryset follows ``profile``, and Django 6.1
             # refuses to follow a relation that only() defers.
             for w in online.select_related(None).only(
                 "state", "last_heartbeat", "heartbeat_interval_s"
@@ -239,7 +238,7 @@ class Worker(models.Model):
 
     hostname = models.CharField(max_length=255, unique=True)
     pid = models.IntegerField(default=0)
-    config = models.ForeignKey(
+    profile = models.ForeignKey(
         WorkerProfile,
         null=True,
         blank=True,
@@ -264,7 +263,7 @@ class Worker(models.Model):
     #: [[field, value, layer], ...] as resolved now
     settings = models.JSONField(default=list, blank=True)
     applied_revision = models.PositiveIntegerField(default=0)
-    config_error = models.TextField(blank=True, help_text="Why the latest profile is not applied.")
+    profile_error = models.TextField(blank=True, help_text="Why the latest profile is not applied.")
     #: the latest autoscale decisions, newest last: [{"at": iso, "from": n, "to": m, "reason": s}]
     scale_events = models.JSONField(default=list, blank=True)
 
@@ -274,6 +273,16 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return self.hostname
+
+    @property
+    def config(self) -> WorkerProfile | None:
+        """The former name of ``profile``, kept for code that reads it."""
+        return self.profile
+
+    @property
+    def config_error(self) -> str:
+        """The former name of ``profile_error``, kept for code that reads it."""
+        return self.profile_error
 
     @property
     def current_state(self) -> str:

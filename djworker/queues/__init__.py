@@ -5,13 +5,16 @@ depths here, never from result rows (a READY row is not a message: a purged or l
 leaves its row, and a message published elsewhere has none).
 
 One ``QueueInspector`` per broker family: ``django://`` (``database.py``), Redis
-(``redis.py``) and AMQP (``amqp.py``). A figure a broker cannot give is ``UNKNOWN``, never 0.
+(``redis.py``) and AMQP (``amqp.py``), each named by its URL scheme's profile
+(``djworker.broker_schemes.PROFILES``). A figure a broker cannot give is ``UNKNOWN``, never 0.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
+from djworker.broker_schemes import PROFILES
 from djworker.queues.inspector import UNKNOWN, QueueInspector, QueueStats, Unknown
 
 if TYPE_CHECKING:
@@ -27,21 +30,12 @@ __all__ = [
 
 
 def inspector_for(broker: Broker) -> QueueInspector:
-    """The inspector for ``broker``'s transport."""
-    scheme = broker.scheme
-    if scheme == "django":
-        from djworker.queues.database import DatabaseInspector
-
-        return DatabaseInspector(broker)
-    if scheme in ("redis", "rediss"):
-        from djworker.queues.redis import RedisInspector
-
-        return RedisInspector(broker)
-    if scheme in ("amqp", "amqps", "pyamqp"):
-        from djworker.queues.amqp import AmqpInspector
-
-        return AmqpInspector(broker)
-    raise ValueError(
-        f"no queue inspector for broker scheme {scheme!r}; djworker inspects django, redis, "
-        "rediss, amqp, amqps and pyamqp"
-    )
+    """The inspector for ``broker``'s transport, as its scheme's profile names it."""
+    if not broker.profile.inspector:
+        known = ", ".join(name for name, profile in PROFILES.items() if profile.inspector)
+        raise ValueError(
+            f"no queue inspector for broker scheme {broker.scheme!r}; djworker inspects {known}"
+        )
+    module_name, _, attr = broker.profile.inspector.partition(":")
+    inspector_class: type[QueueInspector] = getattr(importlib.import_module(module_name), attr)
+    return inspector_class(broker)

@@ -127,7 +127,7 @@ def make_rig(db: None) -> Iterator[Callable[..., Rig]]:
             djworker_settings={},
             cli=cli,
             admin=profile_settings(profile) if profile else None,
-            config_name=profile or conf.DEFAULT_PROFILE,
+            profile_name=profile or conf.DEFAULT_PROFILE,
         )
         worker = Worker(config)
         clock = Clock()

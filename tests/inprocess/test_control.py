@@ -96,7 +96,7 @@ def test_a_profile_revision_applies_its_values_except_those_pinned_on_the_comman
     # The command line pins prefetch_multiplier (make_rig passes 1) and leaves concurrency open.
     rig = make_rig(profile="inprocess", concurrency=None, control_interval_s=0.01)
     plane = plane_for(rig)
-    assert rig.worker.config.sources["concurrency"] == "admin"
+    assert rig.worker.settings.sources["concurrency"] == "admin"
 
     profile.concurrency = 3
     profile.prefetch_multiplier = 4
@@ -105,9 +105,9 @@ def test_a_profile_revision_applies_its_values_except_those_pinned_on_the_comman
     rig.loop(1)
 
     assert plane.applied_revision == profile.revision
-    assert plane.config_error == ""
+    assert plane.profile_error == ""
     assert rig.pool.size == 3
-    config = rig.worker.config
+    config = rig.worker.settings
     assert (config.prefetch_multiplier, config.sources["prefetch_multiplier"]) == (1, "cli")
     assert prefetch_count(rig) == 3  # 3 slots x the pinned 1, not x 4
     for n in range(5):
@@ -126,7 +126,7 @@ def test_a_profile_revision_that_cannot_apply_is_refused_and_says_why(make_rig: 
     plane.reconcile()
     rig.loop(1)
 
-    assert plane.config_error == (
+    assert plane.profile_error == (
         f"revision {profile.revision} not applied: autoscale of profile 'inprocess' is not "
         "available with the solo pool: it cannot change its size while running; use one of "
         "threads, prefork, gevent or eventlet"
@@ -269,9 +269,9 @@ def test_a_profile_renaming_its_pool_to_an_alias_of_the_same_pool_restarts_nothi
     plane.reconcile()
     rig.loop(1)
 
-    assert plane.config_error == ""
+    assert plane.profile_error == ""
     assert plane.applied_revision == profile.revision
-    assert rig.worker.config.pool == "processes"
+    assert rig.worker.settings.pool == "processes"
     assert restarts == []
     assert rig.pool is pool
 
@@ -280,5 +280,5 @@ def test_a_profile_renaming_its_pool_to_an_alias_of_the_same_pool_restarts_nothi
     plane.reconcile()
     rig.loop(1)
 
-    assert plane.config_error == ""
+    assert plane.profile_error == ""
     assert restarts == ["pool"]

@@ -172,6 +172,6 @@ def test_a_profile_revision_is_applied_by_the_worker_on_the_consumer_thread(
     rig.loop(1)
 
     assert [new.concurrency for new in applied] == [2]
-    assert rig.worker.config is applied[0] and rig.consumer.config is applied[0]
+    assert rig.worker.settings is applied[0] and rig.consumer.settings is applied[0]
     assert rig.pool.size == 2
     assert plane.applied_revision == profile.revision

@@ -77,10 +77,10 @@ def test_a_worker_refuses_a_grow_or_a_profile_above_the_maximum_and_keeps_its_he
     # Written without clean(), as a script could: the worker refuses it and says why.
     WorkerProfile.objects.filter(pk=profile.pk).update(concurrency=5000)
     bump_revision(profile.pk)
-    refused = wait_row(hostname, "profile refused", lambda w: "5000" in w.config_error)
+    refused = wait_row(hostname, "profile refused", lambda w: "5000" in w.profile_error)
     assert (
         f"--concurrency 5000 (from admin) is above the maximum pool size 1000 {BOUND}"
-        in refused.config_error
+        in refused.profile_error
     )
     wait_row(
         hostname,
@@ -145,8 +145,8 @@ def test_a_worker_refuses_a_profile_pool_outside_the_allow_list_and_never_import
     queue = profile.queues
     WorkerProfile.objects.filter(pk=profile.pk).update(pool=CANARY)
     bump_revision(profile.pk)
-    refused = wait_row(hostname, "pool refused", lambda w: CANARY in w.config_error)
-    assert "is not one of the custom pools a profile may name" in refused.config_error
+    refused = wait_row(hostname, "pool refused", lambda w: CANARY in w.profile_error)
+    assert "is not one of the custom pools a profile may name" in refused.profile_error
     assert refused.pool == "threads"
     assert tasks.add.apply_async((1, 2), queue=queue).get(timeout=10) == 3
 

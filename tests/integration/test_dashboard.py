@@ -84,7 +84,7 @@ def test_the_json_lists_workers_with_their_figures_and_a_silent_worker_turns_sta
         busy=3,
         rss_kib=2048,
         queues="default,mail",
-        config=profile,
+        profile=profile,
         applied_revision=profile.revision,
         settings=[["autoscale", [2, 6], "cli"]],
     )

@@ -93,7 +93,7 @@ def test_after_a_save_each_running_worker_says_what_it_applied_and_what_it_keeps
     profile = new_profile(concurrency=2)
     Worker.objects.create(
         hostname="w1",
-        config=profile,
+        profile=profile,
         applied_revision=1,
         pinned={"concurrency": "cli", "queues": "env"},
         settings=[
@@ -102,7 +102,7 @@ def test_after_a_save_each_running_worker_says_what_it_applied_and_what_it_keeps
             ["prefetch_multiplier", 4, "default"],
         ],
     )
-    Worker.objects.create(hostname="w-stopped", config=profile, state="stopped")
+    Worker.objects.create(hostname="w-stopped", profile=profile, state="stopped")
     client = client_for(superuser=True)
     page = html.unescape(
         client.post(

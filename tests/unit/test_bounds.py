@@ -120,7 +120,7 @@ def test_a_profile_naming_a_pool_outside_the_allow_list_is_refused_without_impor
             admin={"pool": pool},
             environ={},
             djworker_settings={"CUSTOM_POOLS": list(allowed)},
-            config_name="p",
+            profile_name="p",
         )
     assert str(info.value) == message
     assert "tests.taskapp.exits_on_import" not in sys.modules

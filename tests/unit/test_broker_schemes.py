@@ -8,11 +8,13 @@ from __future__ import annotations
 import kombu
 import pytest
 
+from djworker import broker_schemes
 from djworker.broker import Broker
 from djworker.broker_conf import parse_broker_url
 from djworker.broker_schemes import PROFILES, REFUSED, BrokerConnection, profile_for, scheme_of
 from djworker.exceptions import ConfigurationError
 from djworker.message import MAX_PRIORITY
+from djworker.queues import QueueInspector, inspector_for
 
 
 @pytest.mark.parametrize(
@@ -105,3 +107,27 @@ def test_a_refused_scheme_in_any_part_of_a_failover_url_is_refused() -> None:
 def test_the_redis_and_amqp_families_cover_their_tls_schemes() -> None:
     assert {PROFILES[s].family for s in ("redis", "rediss")} == {"redis"}
     assert {PROFILES[s].family for s in ("amqp", "amqps", "pyamqp")} == {"amqp"}
+
+
+@pytest.mark.parametrize("scheme", list(PROFILES))
+def test_each_scheme_names_the_queue_inspector_of_its_broker_family(scheme: str) -> None:
+    inspector = inspector_for(Broker(url=f"{scheme}://localhost/"))
+    assert isinstance(inspector, QueueInspector)
+    assert inspector.family == PROFILES[scheme].family
+
+
+def test_a_scheme_without_an_inspector_is_refused_naming_those_that_have_one() -> None:
+    with pytest.raises(ValueError, match="'memory'; djworker inspects django, redis, rediss"):
+        inspector_for(Broker(url="memory://"))
+
+
+def test_a_scheme_kombu_has_no_alias_for_runs_on_the_transport_its_profile_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A new broker is its SchemeProfile (and its inspector, and maybe its transport): nothing
+    # else needs to know the scheme, even one kombu cannot read a URL of (as django://).
+    monkeypatch.setattr(broker_schemes, "PROFILES", {**PROFILES, "valkey": PROFILES["redis"]})
+    connection = BrokerConnection("valkey://127.0.0.1:6379/3")
+    assert connection.transport_cls == PROFILES["redis"].transport
+    assert (connection.hostname, connection.virtual_host) == ("127.0.0.1", "3")
+    assert type(inspector_for(Broker(url="valkey://127.0.0.1:6379/3"))).family == "redis"

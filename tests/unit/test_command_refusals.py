@@ -24,7 +24,7 @@ def solo_worker() -> Any:
         size=1, supports_autoscale=False, supports_terminate=False, describe=lambda: "solo"
     )
     return SimpleNamespace(
-        config=SimpleNamespace(max_concurrency=4, autoscale=None),
+        settings=SimpleNamespace(max_concurrency=4, autoscale=None),
         pool=pool,
         resize=lambda delta: 1,
     )

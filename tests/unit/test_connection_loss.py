@@ -58,7 +58,7 @@ def consumer(runs: Runs) -> Iterator[Consumer]:
         environ={}, djworker_settings={}, cli={"queues": [queue], "concurrency": 1}
     )
     broker = Broker(url="memory://")
-    made = Consumer(broker=broker, config=config, pool=None)  # type: ignore[arg-type]
+    made = Consumer(broker=broker, settings=config, pool=None)  # type: ignore[arg-type]
     pool = ThreadPool(size=1, on_outcome=made.outcomes.put, executor=TaskExecutor(run_task=runs))
     made.pool = pool
     pool.start()

@@ -65,3 +65,21 @@ def test_python_m_djworker_runs_only_runworker() -> None:
     )
     assert done.returncode == 2
     assert "runs one command, runworker; got 'migrate'" in done.stderr
+
+
+def test_reading_which_pool_to_patch_for_imports_neither_django_nor_a_green_library() -> None:
+    # manage.py calls djworker.green first thing: what it reads (the pool registry and the
+    # green libraries' hooks) must leave Django, psycopg and kombu unimported until patched.
+    code = (
+        "import sys, djworker.green as g\n"
+        "argv = ['manage.py', 'runworker', '-P', 'gevent']\n"
+        "assert g.requested_green_pool(argv, {}) == 'gevent'\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('django', 'gevent', 'eventlet', 'psycopg', 'kombu', 'billiard'))\n"
+        "print(loaded)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

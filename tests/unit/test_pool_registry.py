@@ -6,6 +6,7 @@ import pytest
 
 from djworker.concurrency import check_pool_class, resolve_pool
 from djworker.concurrency.base import BasePool
+from djworker.concurrency.registry import POOLS, builtin_class, canonical
 from djworker.concurrency.solo import SoloPool
 from djworker.concurrency.threads import ThreadPool
 from djworker.exceptions import ConfigurationError, PoolNotAvailable
@@ -64,3 +65,17 @@ def test_recycling_options_are_refused_by_pools_that_cannot_recycle() -> None:
 def test_the_solo_pool_refuses_more_than_one_slot() -> None:
     with pytest.raises(ConfigurationError, match="--concurrency must be 1, got 3"):
         SoloPool(size=3, on_outcome=lambda o: None, executor=TaskExecutor())
+
+
+@pytest.mark.parametrize("alias", list(POOLS))
+def test_a_pools_entry_names_a_green_library_exactly_when_its_class_is_green(alias: str) -> None:
+    # djworker.green patches for the entries that name a library; the pool itself says it is
+    # green: the two must agree, or a green pool would start unpatched (and refuse to run).
+    assert (POOLS[alias].green is not None) == builtin_class(alias).is_green
+
+
+def test_every_built_in_pool_says_what_work_it_suits_in_the_profile_form() -> None:
+    own_names = {canonical(alias) for alias in POOLS}
+    assert all(POOLS[name].guide.startswith(f"{name}: ") for name in own_names)
+    ranks = [POOLS[name].guide_rank for name in own_names]
+    assert len(set(ranks)) == len(ranks)

@@ -18,7 +18,7 @@ class SizedPool:
 
 def consumer(pool_size: int, **settings: Any) -> Consumer:
     config = conf.load_config(environ={}, djworker_settings={}, cli=settings)
-    return Consumer(broker=None, config=config, pool=SizedPool(pool_size))  # type: ignore[arg-type]
+    return Consumer(broker=None, settings=config, pool=SizedPool(pool_size))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

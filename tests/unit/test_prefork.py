@@ -11,7 +11,8 @@ import weakref
 
 import pytest
 
-from djworker.concurrency.prefork import PreforkPool, describe_exit
+from djworker.concurrency.prefork import PreforkPool
+from djworker.concurrency.prefork_child_handle import describe_exit
 from djworker.concurrency.prefork_child_main import child_guard, current_rss_kib
 from djworker.exceptions import SoftTimeLimitExceeded
 from djworker.execution import TaskExecutor

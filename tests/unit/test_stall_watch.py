@@ -72,7 +72,7 @@ class Clock:
 def make_consumer(pool_class: type[SleepingPool]) -> Consumer:
     queue = f"stall-{uuid.uuid4().hex[:8]}"
     config = conf.load_config(environ={}, djworker_settings={}, cli={"queues": [queue]})
-    made = Consumer(broker=Broker(url="memory://"), config=config, pool=None)  # type: ignore[arg-type]
+    made = Consumer(broker=Broker(url="memory://"), settings=config, pool=None)  # type: ignore[arg-type]
     made.pool = pool_class(size=2, on_outcome=made.outcomes.put, executor=TaskExecutor())
     return made
 

@@ -155,7 +155,7 @@ def test_a_bad_command_line_only_value_is_refused_in_one_line(flag: str, value: 
 
 
 def test_a_profile_name_of_100_slug_characters_is_accepted() -> None:
-    assert parse_cli("--profile", "p" * 100).config_name == "p" * 100
+    assert parse_cli("--profile", "p" * 100).profile_name == "p" * 100
 
 
 @pytest.mark.parametrize(("key", "value"), BAD_TRANSPORT.items(), ids=list(BAD_TRANSPORT))
@@ -226,5 +226,5 @@ def test_a_redis_url_without_the_redis_extra_names_the_extra(
 
 def test_the_former_profile_flags_still_work_as_aliases() -> None:
     options = parse_cli("--config", "p" * 100)
-    assert options.config_name == "p" * 100
+    assert options.profile_name == "p" * 100
     assert parse_cli("--create-config").create_profile is True
