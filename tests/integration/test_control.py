@@ -134,8 +134,12 @@ def test_a_profile_saved_in_the_admin_adds_a_queue_and_a_bad_one_is_refused_nami
     saved = client.post(url, change_form_data(profile, concurrency=3, queues=f"{queue},{extra}"))
     assert saved.status_code == 302
     profile.refresh_from_db()
-    applied = wait_row(hostname, "admin save applied", lambda w: w.pool_size == 3)
-    assert applied.queues == f"{queue},{extra}"
+    # The whole revision, not its first part: a heartbeat can land between the resize and the
+    # queue change.
+    applied = wait_row(
+        hostname, "admin save applied", lambda w: w.applied_revision == profile.revision
+    )
+    assert (applied.pool_size, applied.queues) == (3, f"{queue},{extra}")
     assert tasks.add.apply_async((1, 1), queue=extra).get(timeout=10) == 2
     assert LogEntry.objects.filter(object_id=str(profile.pk)).exists()
 
