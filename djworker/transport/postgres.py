@@ -34,7 +34,7 @@ from django.utils import timezone
 from djworker.message import MAX_PRIORITY
 from djworker.models.broker import QueueMessage
 from djworker.transport.listener import notify_channel
-from djworker.transport.operations import Claim, QueueOperations
+from djworker.transport.operations import Claim, Outgoing, QueueOperations
 
 # Evaluated once per statement, in the statement's own transaction; joining it in makes the
 # planner run it before any row is written.
@@ -100,11 +100,10 @@ INSERT_SQL = """
 WITH inserted AS (
     INSERT INTO {table} (queue, priority, payload, visible_at, created_at, lease, deliveries)
     SELECT m.queue, m.priority, m.payload, coalesce(m.visible_at, statement_timestamp()),
-        m.created_at, m.lease, m.deliveries
+        m.created_at, '', 0
     FROM ROWS FROM (json_to_recordset(%s::json) AS (
-        queue text, priority smallint, payload text, visible_at timestamptz,
-        created_at timestamptz, lease text, deliveries integer
-    )) WITH ORDINALITY AS m(queue, priority, payload, visible_at, created_at, lease, deliveries, n)
+        queue text, priority smallint, payload text, visible_at timestamptz, created_at timestamptz
+    )) WITH ORDINALITY AS m(queue, priority, payload, visible_at, created_at, n)
     ORDER BY m.n
 )
 SELECT pg_notify(n.channel, n.due) FROM unnest(%s::text[], %s::text[]) AS n(channel, due)
@@ -146,7 +145,7 @@ class PostgresOperations(QueueOperations):
             cursor.execute(sql, params)
             return list(cursor.fetchall()) if cursor.description else []
 
-    def insert(self, rows: Sequence[QueueMessage]) -> None:
+    def insert(self, rows: Sequence[Outgoing]) -> None:
         """Insert ``rows`` and NOTIFY each of their queues, in one statement, durably."""
         documented: list[dict[str, Any]] = []
         first_due: dict[str, datetime | None] = {}
@@ -159,8 +158,6 @@ class PostgresOperations(QueueOperations):
                     "payload": row.payload,
                     "visible_at": None if due is None else due.isoformat(),
                     "created_at": row.created_at.isoformat(),
-                    "lease": row.lease,
-                    "deliveries": row.deliveries,
                 }
             )
             if row.queue not in first_due:
