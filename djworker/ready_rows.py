@@ -10,14 +10,13 @@ transaction. Inside a transaction the caller opened, the rows take the caller's 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from typing import Any
 
 from django.db import connections, router
 from django.db.models import Field
-from django.db.models.constants import OnConflict
-from django.db.models.sql import InsertQuery
 
 from djworker.busy import retry_when_busy
 from djworker.commit import relaxed_commit
@@ -28,22 +27,63 @@ RELAX_OWN_COMMIT = " RETURNING set_config('synchronous_commit', 'off', true)"
 #: the columns that differ between the calls of one ``insert_calls``
 CALL_COLUMNS = ("id", "args", "kwargs")
 
-#: (alias, vendor) -> the statement inserting one row
-_single_row_sql: dict[tuple[str, str], str] = {}
+#: (alias, vendor, the fields a call sets) -> the statement inserting one fresh row
+_fresh_row_sql: dict[tuple[str, str, tuple[str, ...]], tuple[str, list[Field[Any, Any]]]] = {}
+#: defaults that are the same for every row, so a statement may hold them as literals
+CONSTANT_DEFAULTS = (list, dict)
 
 
-def insert(rows: Sequence[TaskResult]) -> None:
-    """Insert ``rows`` in one transaction (one statement on PostgreSQL); an existing id is kept.
+def insert_fresh(values: dict[str, Any]) -> None:
+    """Insert the READY row of one call: ``values`` by field name, every other field its default.
 
-    Retried while SQLite is busy. Raises what the database raises; then no row was inserted.
+    For ``.delay()``; retried while SQLite is busy, and raises what the database raises (then
+    no row was inserted); an existing id is kept. On PostgreSQL outside a transaction the
+    statement is built once per set of field names, with the other fields' defaults written
+    into it, so a call prepares and sends only its own values.
     """
-    if not rows:
-        return
     alias = router.db_for_write(TaskResult)
-    if _relaxes_own_commit(alias):
-        _insert_relaxed(alias, rows)
+    if not _relaxes_own_commit(alias):
+        _insert_in_transaction(alias, [TaskResult(**values)])
         return
-    _insert_in_transaction(alias, rows)
+    connection = connections[alias]
+    key = (alias, connection.vendor, tuple(values))
+    built = _fresh_row_sql.get(key)
+    if built is None:
+        built = _fresh_row_sql[key] = _fresh_row_statement(alias, set(values))
+    sql, given = built
+    params = [
+        field.get_db_prep_save(
+            values[field.attname] if field.attname in values else field.get_default(), connection
+        )
+        for field in given
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def _fresh_row_statement(alias: str, names: set[str]) -> tuple[str, list[Field[Any, Any]]]:
+    """The ``INSERT`` of one fresh row whose ``names`` are given; the fields it takes values for.
+
+    A field not in ``names`` whose default is a constant is written into the statement as a
+    literal; one whose default is computed (e.g. a time) stays a parameter.
+    """
+    connection = connections[alias]
+    ops: Any = connection.ops  # PostgreSQL's, the only vendor this statement is built for
+    template = TaskResult()
+    given: list[Field[Any, Any]] = []
+    values: list[str] = []
+    for field in _fields():
+        default = field.default if field.has_default() else None
+        if field.attname in names or (callable(default) and default not in CONSTANT_DEFAULTS):
+            given.append(field)
+            values.append("%s")
+            continue
+        literal = ops.compose_sql(
+            "%s", [field.get_db_prep_save(field.pre_save(template, True), connection)]
+        )
+        values.append(literal.replace("%", "%%"))
+    sql = f"{_insert_into(connection)} VALUES ({', '.join(values)}) ON CONFLICT DO NOTHING"
+    return sql + RELAX_OWN_COMMIT, given
 
 
 def insert_calls(
@@ -51,8 +91,8 @@ def insert_calls(
 ) -> None:
     """Insert one row per ``(id, args, kwargs)`` in ``calls``, every other field ``template``'s.
 
-    One statement on PostgreSQL whatever the number of calls, whose parameters are the three
-    varying columns as arrays and each other column once; elsewhere ``insert``.
+    One statement on PostgreSQL whatever the number of calls, whose parameters are each shared
+    column once and the calls as one JSON document; elsewhere a transaction.
     """
     if not calls:
         return
@@ -66,28 +106,26 @@ def insert_calls(
         _insert_in_transaction(alias, rows)
         return
     connection = connections[alias]
-    columns, selected, shared = [], [], []
+    selected, shared = [], []
     for field in _fields():
-        columns.append(connection.ops.quote_name(str(field.column)))
         if field.attname in CALL_COLUMNS:
             selected.append(f"call.{field.attname}")
         else:
             selected.append(f"%s::{_cast(field, connection)}")
             shared.append(field.get_db_prep_save(field.pre_save(template, True), connection))
     by_column = {name: field for field in _fields() if (name := field.attname) in CALL_COLUMNS}
-    arrays = [
-        [by_column[name].get_db_prep_save(call[index], connection) for call in calls]
-        for index, name in enumerate(CALL_COLUMNS)
-    ]
-    unnest = ", ".join(f"%s::{_cast(by_column[name], connection)}[]" for name in CALL_COLUMNS)
+    record = ", ".join(f"{name} {_cast(by_column[name], connection)}" for name in CALL_COLUMNS)
+    # The calls as one JSON document (the result table's JSON fields have no custom encoder):
+    # one parameter whatever their number, where an array per column made the driver escape
+    # every value twice, which cost more than the insert.
+    calls_document = json.dumps([dict(zip(CALL_COLUMNS, call, strict=True)) for call in calls])
     sql = (
-        f"INSERT INTO {connection.ops.quote_name(TaskResult._meta.db_table)} "
-        f"({', '.join(columns)}) SELECT {', '.join(selected)} "
-        f"FROM UNNEST({unnest}) AS call({', '.join(CALL_COLUMNS)}) "
+        f"{_insert_into(connection)} SELECT {', '.join(selected)} "
+        f"FROM json_to_recordset(%s::json) AS call({record}) "
         f"ON CONFLICT DO NOTHING{RELAX_OWN_COMMIT}"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*shared, *arrays])
+        cursor.execute(sql, [*shared, calls_document])
 
 
 def delete(ids: Sequence[str]) -> None:
@@ -119,23 +157,10 @@ def _insert_in_transaction(alias: str, rows: Sequence[TaskResult]) -> None:
     retry_when_busy(insert_rows, alias=alias, what=what)
 
 
-def _insert_relaxed(alias: str, rows: Sequence[TaskResult]) -> None:
-    connection = connections[alias]
-    fields = _fields()
-    if len(rows) == 1:
-        # One call, one row: the statement is always the same, only its values change.
-        key = (alias, connection.vendor)
-        sql = _single_row_sql.get(key)
-        if sql is None:
-            sql = _single_row_sql[key] = _compiled(alias, fields, rows)[0] + RELAX_OWN_COMMIT
-        params = [
-            field.get_db_prep_save(field.pre_save(rows[0], True), connection) for field in fields
-        ]
-    else:
-        sql, params = _compiled(alias, fields, rows)
-        sql += RELAX_OWN_COMMIT
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+def _insert_into(connection: Any) -> str:
+    """``INSERT INTO`` the result table, naming every column ``_fields`` holds, in order."""
+    columns = ", ".join(connection.ops.quote_name(str(field.column)) for field in _fields())
+    return f"INSERT INTO {connection.ops.quote_name(TaskResult._meta.db_table)} ({columns})"
 
 
 def _fields() -> list[Field[Any, Any]]:
@@ -146,12 +171,3 @@ def _cast(field: Field[Any, Any], connection: Any) -> str:
     # Without a length: an explicit cast to varchar(n) would cut a longer value silently,
     # where the column refuses it.
     return re.sub(r"\(\d+\)$", "", str(field.cast_db_type(connection)))
-
-
-def _compiled(
-    alias: str, fields: list[Field[Any, Any]], rows: Sequence[TaskResult]
-) -> tuple[str, Any]:
-    query = InsertQuery(TaskResult, on_conflict=OnConflict.IGNORE)
-    query.insert_values(fields, list(rows))
-    [(sql, params)] = query.get_compiler(using=alias).as_sql()
-    return sql, params

@@ -46,19 +46,24 @@ def _recorded(write: Callable[[], T], what: str) -> T:
 
 
 def _row_from(envelope: Envelope, **fields: Any) -> TaskResult:
+    return TaskResult(**_fresh_values(envelope, **fields))
+
+
+def _fresh_values(envelope: Envelope, **fields: Any) -> dict[str, Any]:
+    """The fields of the READY row a message stands for; the others keep their defaults."""
     args, kwargs = task_registry.stored_arguments(envelope)
-    return TaskResult(
-        id=envelope["id"],
-        task_name=envelope["task"],
-        args=args,
-        kwargs=kwargs,
-        queue=envelope["queue"],
-        priority=envelope["priority"],
-        enqueued_at=message.parse_time(envelope.get("enqueued_at"), "enqueued_at")
+    return {
+        "id": envelope["id"],
+        "task_name": envelope["task"],
+        "args": args,
+        "kwargs": kwargs,
+        "queue": envelope["queue"],
+        "priority": envelope["priority"],
+        "enqueued_at": message.parse_time(envelope.get("enqueued_at"), "enqueued_at")
         or timezone.now(),
-        run_after=message.parse_time(envelope.get("eta"), "eta"),
+        "run_after": message.parse_time(envelope.get("eta"), "eta"),
         **fields,
-    )
+    }
 
 
 def unsaved_row(envelope: Envelope, **fields: Any) -> TaskResult:
@@ -70,7 +75,7 @@ def record_enqueued(envelope: Envelope, **fields: Any) -> bool:
     """Insert the READY row for a fresh call (a retry keeps its row). Returns True."""
     from djworker import ready_rows
 
-    ready_rows.insert([_row_from(envelope, **fields)])
+    ready_rows.insert_fresh(_fresh_values(envelope, **fields))
     return True
 
 

@@ -29,7 +29,7 @@ from djworker.message import out_of_range
 from djworker.models.broker import QueueMessage
 from djworker.transport import intake
 from djworker.transport.database import database_errors, redeliverable_transaction
-from djworker.transport.operations import Claim
+from djworker.transport.operations import Claim, Outgoing
 
 if TYPE_CHECKING:
     from djworker.transport.leases import LeaseKeeper
@@ -61,9 +61,8 @@ CLAIM_BATCH_MAX = 100
 MESSAGE_ID_KEY = "djworker_message_id"
 
 
-def due_time(message: dict[str, Any]) -> datetime:
-    """When ``message`` may be delivered: its ``eta`` header (ISO-8601, UTC), else now."""
-    now = timezone.now()
+def due_time(message: dict[str, Any], now: datetime) -> datetime:
+    """When ``message`` may be delivered: its ``eta`` header (ISO-8601, UTC), else ``now``."""
     eta = (message.get("headers") or {}).get("eta")
     if not eta:
         return now
@@ -124,17 +123,13 @@ class Channel(virtual.Channel):
     def _messages(self) -> QuerySet[QueueMessage]:
         return QueueMessage.objects.using(self.alias)
 
-    def _row(self, queue: str, message: dict[str, Any]) -> QueueMessage:
-        return QueueMessage(
-            queue=queue,
-            priority=self._get_message_priority(message),
-            payload=dumps(message),
-            visible_at=due_time(message),
-        )
+    def _row(self, queue: str, message: dict[str, Any], now: datetime) -> Outgoing:
+        priority = self._get_message_priority(message)
+        return Outgoing(queue, priority, dumps(message), due_time(message, now), now)
 
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
         """Insert ``message``, durably: never through ``redeliverable_transaction``."""
-        row = self._row(queue, message)
+        row = self._row(queue, message, timezone.now())
         with database_errors(self.alias):
             self.ops.insert([row])
 
@@ -146,7 +141,8 @@ class Channel(virtual.Channel):
         """
         for message in messages:
             self._inplace_augment_message(message, "", queue)  # base64 body, delivery tag
-        rows = [self._row(queue, message) for message in messages]
+        now = timezone.now()
+        rows = [self._row(queue, message, now) for message in messages]
         if not rows:
             return
         with database_errors(self.alias):

@@ -14,8 +14,11 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
+import djworker
+from djworker import message, result_store
 from djworker.models.broker import QueueMessage
 from djworker.models.results import TaskResult, TaskStatus
+from tests.taskapp import tasks
 from tests.taskapp.tasks import add
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -92,3 +95,74 @@ def test_with_autocommit_off_the_row_does_not_relax_the_callers_transaction(
         transaction.set_autocommit(True)
     assert setting == "on"
     assert TaskResult.objects.filter(id=result.id, status=TaskStatus.READY).exists()
+
+
+# Every field the stored READY row holds, as the ORM reads it back.
+def stored_fields(task_id: str) -> dict[str, object]:
+    row = TaskResult.objects.get(id=task_id)
+    return {f.attname: getattr(row, f.attname) for f in TaskResult._meta.concrete_fields}
+
+
+def orm_fields(task_id: str, **values: object) -> dict[str, object]:
+    """The row the ORM writes for the same values: what the single statement must match."""
+    TaskResult.objects.create(id=task_id, **values)
+    return stored_fields(task_id)
+
+
+AWKWARD_ARGS = ["é \u2603 'quoted' %s %% \\", {"nested": [1.5, None, True, {"k": "v"}]}]
+
+
+@pytest.mark.parametrize("countdown", [None, 30])
+def test_the_ready_row_of_delay_holds_what_the_orm_would_store(
+    use_broker: Callable[..., object], redis_url: str, countdown: int | None
+) -> None:
+    use_broker(redis_url)
+    result = tasks.sleep.apply_async(AWKWARD_ARGS, {"note": "x"}, countdown=countdown)
+    stored = stored_fields(result.id)
+    expected = orm_fields(
+        "orm-" + result.id,
+        task_name=tasks.sleep.name,
+        args=AWKWARD_ARGS,
+        kwargs={"note": "x"},
+        queue=stored["queue"],
+        enqueued_at=stored["enqueued_at"],
+        run_after=stored["run_after"],
+    )
+    assert (stored["run_after"] is None) == (countdown is None)
+    assert {**stored, "id": None} == {**expected, "id": None}
+
+
+def test_the_ready_row_of_a_redacted_call_and_of_django_tasks_fields_match_the_orm(
+    use_broker: Callable[..., object], redis_url: str
+) -> None:
+    use_broker(redis_url)
+    redacted = tasks.check_secret.delay("hunter2", pin=1234)
+    stored = stored_fields(redacted.id)
+    assert stored["args"] == ["[redacted]"] and stored["kwargs"] == {"pin": "[redacted]"}
+    envelope = message.build(
+        task_id="with-fields", task_name=tasks.add.name, args=[1], kwargs={}, queue="q", priority=3
+    )
+    result_store.record_enqueued(envelope, backend="default", task_priority=-20)
+    stored = stored_fields("with-fields")
+    expected = orm_fields(
+        "orm-with-fields",
+        task_name=tasks.add.name,
+        args=[1],
+        kwargs={},
+        queue="q",
+        priority=3,
+        enqueued_at=stored["enqueued_at"],
+        backend="default",
+        task_priority=-20,
+    )
+    assert {**stored, "id": None} == {**expected, "id": None}
+
+
+def test_the_ready_rows_of_enqueue_many_hold_what_delay_stores(
+    use_broker: Callable[..., object], redis_url: str
+) -> None:
+    use_broker(redis_url)
+    [bulk] = tasks.sleep.enqueue_many([djworker.Arguments(*AWKWARD_ARGS, note="x")], queue="q")
+    single = tasks.sleep.apply_async(AWKWARD_ARGS, {"note": "x"}, queue="q")
+    ignored = {"id": None, "enqueued_at": None}
+    assert {**stored_fields(bulk.id), **ignored} == {**stored_fields(single.id), **ignored}
