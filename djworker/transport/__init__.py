@@ -10,11 +10,10 @@ requeue and channel close make it visible again at once, and a worker that dies 
 renewing, so its messages reappear once the timeout runs out. While a connection holds leases a
 daemon thread renews them every ``visibility_timeout / 3`` seconds.
 
-Speed: a consumer claims as many messages as its prefetch window has room for (at least half
-the window) in one transaction, deletes acked rows in batches (``leases``), and commits those
-writes without waiting for the disk on PostgreSQL (``database.redeliverable_transaction``): each
-can only cause a redelivery if lost, never a lost message. The publisher's insert stays fully
-durable.
+Speed: a consumer claims as many messages as its prefetch window has room for in one
+transaction, deletes acked rows in batches (``leases``), and commits those writes without
+waiting for the disk on PostgreSQL (``database.redeliverable_transaction``): each can only
+cause a redelivery if lost, never a lost message. The publisher's insert stays fully durable.
 
 Transport options: ``visibility_timeout`` (seconds, default 3600 like kombu's redis transport),
 ``polling_interval`` (seconds an idle consumer waits between polls; default 1.0 on PostgreSQL,

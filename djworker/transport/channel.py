@@ -1,8 +1,7 @@
 """The ``django://`` channel and QoS: kombu's queue operations as ``QueueMessage`` rows.
 
 A consumer claims messages in batches: one transaction leases as many messages as its QoS
-still has room for (its prefetch window), at least half the window, and the channel hands them
-to kombu one at a time.
+still has room for (its prefetch window), and the channel hands them to kombu one at a time.
 Claimed but not yet delivered messages are leased like delivered ones (renewed, and visible
 again at the visibility timeout if the worker dies) and go back to their queue at once when
 their consumer is cancelled or the channel closes.
@@ -174,22 +173,13 @@ class Channel(virtual.Channel):
                 return
 
     def _claim_room(self) -> int:
-        """How many messages one claim may lease: the prefetch room not already claimed.
-
-        At least half the window, though: a busy consumer settles one message at a time, so
-        its room is mostly one, and refilling it one claim per task (a round trip and a
-        transaction each) cost a prefork worker three times the claims of a solo one. The
-        extra messages wait here, leased and renewed, until the window has room for them.
-        """
+        """How many messages one claim may lease: the prefetch room not already claimed."""
         room = self.qos.can_consume_max_estimate()
         if not room:
             # No prefetch limit: claim one at a time rather than take the whole queue.
             return 1
         buffered = sum(len(claims) for claims in self._claimed.values())
-        if room <= buffered:
-            return 0  # other queues' claims fill the window
-        refill = (self.qos.prefetch_count + 1) // 2
-        return min(max(room - buffered, refill), CLAIM_BATCH_MAX)
+        return min(room - buffered, CLAIM_BATCH_MAX)
 
     def _next_claim(self, queue: str, *, limit: int) -> Claim:
         buffered = self._claimed.get(queue)

@@ -346,22 +346,15 @@ def consume(connection: Connection, prefetch: int) -> Collector:
     return collector
 
 
-def batch_consumer(
-    open_connection: OpenConnection, priorities: list[int], prefetch: int
-) -> tuple[Connection, Collector]:
-    """A consumer of messages ``{"n": 0}``, ``{"n": 1}``... published with these priorities."""
-    if not claims_in_batches():
-        pytest.skip("this database claims one message at a time")
-    connection = open_connection()
-    for n, priority in enumerate(priorities):
-        publish(connection, {"n": n}, priority=priority)
-    return connection, consume(connection, prefetch=prefetch)
-
-
 def test_a_consumer_claims_as_many_messages_as_its_prefetch_has_room_for_in_one_go(
     open_connection: OpenConnection,
 ) -> None:
-    connection, collector = batch_consumer(open_connection, [0, 0, 9, 0, 0], prefetch=3)
+    if not claims_in_batches():
+        pytest.skip("this database claims one message at a time")
+    connection = open_connection()
+    for n, priority in enumerate([0, 0, 9, 0, 0]):
+        publish(connection, {"n": n}, priority=priority)
+    collector = consume(connection, prefetch=3)
 
     connection.drain_events(timeout=2)
 
@@ -374,28 +367,6 @@ def test_a_consumer_claims_as_many_messages_as_its_prefetch_has_room_for_in_one_
     with pytest.raises(TimeoutError):
         connection.drain_events(timeout=0.2)  # prefetch full: nothing more is claimed
     assert leased_count() == 3
-
-
-def test_a_busy_consumer_refills_its_window_half_a_window_at_a_time(
-    open_connection: OpenConnection,
-) -> None:
-    """One settled message must not mean one claim per message: that doubled prefork's claims."""
-    connection, collector = batch_consumer(open_connection, [0] * 10, prefetch=4)
-    for _ in range(4):
-        connection.drain_events(timeout=2)
-    assert QueueMessage.objects.filter(queue=QUEUE, lease="").count() == 6
-
-    collector.messages[0].ack()  # room for one
-    connection.drain_events(timeout=2)
-
-    assert collector.bodies == [0, 1, 2, 3, 4]
-    assert QueueMessage.objects.filter(queue=QUEUE, lease="").count() == 4  # claimed 2, not 1
-    collector.messages[1].ack()
-    connection.drain_events(timeout=2)  # the claimed one: no claim
-    assert collector.bodies == [0, 1, 2, 3, 4, 5]
-    assert QueueMessage.objects.filter(queue=QUEUE, lease="").count() == 4
-    with pytest.raises(TimeoutError):
-        connection.drain_events(timeout=0.2)  # the window is full again
 
 
 def test_claimed_but_undelivered_messages_go_back_at_once_when_the_connection_closes(
