@@ -11,6 +11,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponsePermanentRedirect
 from django.urls import URLPattern, re_path, reverse
+from django.utils.encoding import escape_uri_path
 
 from djworker.models.former_names import WorkerConfig
 
@@ -29,6 +30,8 @@ class FormerProfileURLs(admin.ModelAdmin):
         return [re_path(r"^(?P<rest>.*)$", self.redirect, name="djworker_workerconfig_redirect")]
 
     def redirect(self, request: HttpRequest, rest: str) -> HttpResponsePermanentRedirect:
-        target = reverse(f"{self.admin_site.name}:djworker_workerprofile_changelist") + rest
+        # ``rest`` is decoded: escaped again, so an encoded ``?`` or ``#`` stays in the path.
+        changelist = reverse(f"{self.admin_site.name}:djworker_workerprofile_changelist")
+        target = changelist + escape_uri_path(rest)
         query = request.META.get("QUERY_STRING", "")
         return HttpResponsePermanentRedirect(f"{target}?{query}" if query else target)

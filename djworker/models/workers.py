@@ -276,13 +276,21 @@ class Worker(models.Model):
 
     @property
     def config(self) -> WorkerProfile | None:
-        """The former name of ``profile``, kept for code that reads it."""
+        """The former name of ``profile``, kept for code that reads or sets it."""
         return self.profile
+
+    @config.setter
+    def config(self, value: WorkerProfile | None) -> None:
+        self.profile = value
 
     @property
     def config_error(self) -> str:
-        """The former name of ``profile_error``, kept for code that reads it."""
+        """The former name of ``profile_error``, kept for code that reads or sets it."""
         return self.profile_error
+
+    @config_error.setter
+    def config_error(self, value: str) -> None:
+        self.profile_error = value
 
     @property
     def current_state(self) -> str:

@@ -82,3 +82,18 @@ def test_the_workers_list_filtered_by_the_former_field_name_keeps_its_filter() -
     page = client.get(response["Location"]).content.decode()
     assert f"w-{profile.name}" in page
     assert f"w-other-{profile.name}" not in page
+
+
+def test_an_encoded_question_mark_in_a_former_url_stays_in_the_path() -> None:
+    client = client_for(superuser=True)
+    response = client.get(OLD + "1/change/%3Fx")
+    assert response.status_code == 301
+    assert response["Location"] == NEW + "1/change/%3Fx"
+
+
+def test_the_former_field_names_of_a_worker_read_and_set_its_profile() -> None:
+    profile = WorkerProfile.objects.create(name=f"p{uuid.uuid4().hex[:6]}")
+    worker = Worker(hostname=f"w{uuid.uuid4().hex[:6]}")
+    worker.config, worker.config_error = profile, "revision 2 not applied"
+    assert (worker.profile, worker.profile_error) == (profile, "revision 2 not applied")
+    assert (worker.config, worker.config_error) == (profile, "revision 2 not applied")
